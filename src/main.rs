@@ -1,0 +1,3 @@
+fn main() -> std::process::ExitCode {
+    xhyve_manager::manager::cli::main()
+}

@@ -1,0 +1,4 @@
+//! The VM library on disk, config.ini, the CLI, and the ISO/disk tools.
+//! Depends on `vmm`; never the other way round.
+
+pub mod cli;

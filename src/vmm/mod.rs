@@ -1,0 +1,18 @@
+//! The in-process hypervisor: KVM, guest memory, vCPU threads, devices,
+//! loaders and the lifecycle control channel.
+//!
+//! Public surface: [`VmConfig`] (plain data), [`build`] -> [`Vm`],
+//! [`Vm::start`] -> [`VmHandle`], and the [`control`] messages.
+//! This module never imports clap, rust-ini or the library layout.
+
+pub mod acpi;
+pub mod boot;
+pub mod config;
+pub mod control;
+pub mod devices;
+pub mod layout;
+mod vm;
+
+pub use config::{BootProtocol, DiskConfig, NetConfig, VmConfig};
+pub use control::{Command, ExitReason, Response, VmState, VmStatus};
+pub use vm::{ConsoleInput, Error, Vm, VmHandle, build};
