@@ -11,6 +11,7 @@ pub mod config;
 pub mod control;
 pub mod devices;
 pub mod layout;
+pub mod memory;
 mod vm;
 
 pub use config::{BootProtocol, DiskConfig, NetConfig, VmConfig};
