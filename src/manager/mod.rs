@@ -2,3 +2,8 @@
 //! Depends on `vmm`; never the other way round.
 
 pub mod cli;
+pub mod disk;
+pub mod iso;
+pub mod library;
+pub mod run;
+pub mod size;

@@ -65,7 +65,10 @@ mod tests {
     fn large_guest_skips_the_mmio_hole() {
         let regions = ram_regions(4096);
         assert_eq!(regions[0], (GuestAddress(0), MMIO_HOLE_START));
-        assert_eq!(regions[1], (GuestAddress(HIGH_RAM_START), 4096 * MIB - MMIO_HOLE_START));
+        assert_eq!(
+            regions[1],
+            (GuestAddress(HIGH_RAM_START), 4096 * MIB - MMIO_HOLE_START)
+        );
     }
 
     #[test]

@@ -147,7 +147,10 @@ mod tests {
         bus.insert(dev.clone(), 0x100, 0x10).unwrap();
         assert_eq!(
             bus.insert(dev.clone(), 0x10f, 1),
-            Err(BusError::Overlap { base: 0x10f, len: 1 })
+            Err(BusError::Overlap {
+                base: 0x10f,
+                len: 1
+            })
         );
         assert_eq!(
             bus.insert(dev.clone(), 0xf8, 0x9),
@@ -157,11 +160,17 @@ mod tests {
         assert!(bus.insert(dev.clone(), 0x110, 0x8).is_ok());
         assert_eq!(
             bus.insert(dev.clone(), 0x200, 0),
-            Err(BusError::InvalidRange { base: 0x200, len: 0 })
+            Err(BusError::InvalidRange {
+                base: 0x200,
+                len: 0
+            })
         );
         assert_eq!(
             bus.insert(dev, u64::MAX, 2),
-            Err(BusError::InvalidRange { base: u64::MAX, len: 2 })
+            Err(BusError::InvalidRange {
+                base: u64::MAX,
+                len: 2
+            })
         );
     }
 
@@ -174,6 +183,9 @@ mod tests {
         assert!(!bus.write(0x1000, &[1]));
         bus.insert(dev, 0x2000, 0x100).unwrap();
         assert!(bus.write(0x2010, &[1]));
-        assert!(matches!(bus.remove(0x1000), Err(BusError::NotFound(0x1000))));
+        assert!(matches!(
+            bus.remove(0x1000),
+            Err(BusError::NotFound(0x1000))
+        ));
     }
 }
