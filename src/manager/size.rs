@@ -62,7 +62,7 @@ pub fn parse_size(text: &str, bare_unit: u64) -> Result<u64, SizeError> {
 /// divides exactly (`1G`, `1536M`, `4096`).
 pub fn format_size(bytes: u64) -> String {
     for (unit, suffix) in [(TIB, "T"), (GIB, "G"), (MIB, "M"), (KIB, "K")] {
-        if bytes >= unit && bytes % unit == 0 {
+        if bytes >= unit && bytes.is_multiple_of(unit) {
             return format!("{}{}", bytes / unit, suffix);
         }
     }
