@@ -433,9 +433,14 @@ mod tests {
         dev.trigger_ctrl_alt_del();
         assert_eq!(
             drain(&mut dev),
-            vec![0x14, 0x11, 0xe0, 0x71, 0xe0, 0xf0, 0x71, 0xf0, 0x11, 0xf0, 0x14]
+            vec![
+                0x14, 0x11, 0xe0, 0x71, 0xe0, 0xf0, 0x71, 0xf0, 0x11, 0xf0, 0x14
+            ]
         );
-        assert!(irq.read().is_err(), "interrupts are off in the command byte");
+        assert!(
+            irq.read().is_err(),
+            "interrupts are off in the command byte"
+        );
     }
 
     #[test]

@@ -15,7 +15,7 @@ mod serial;
 pub use acpi_pm::{AcpiPm, PM_TIMER_FREQUENCY_HZ, PM_TIMER_IS_32_BIT, SLP_TYP_S5};
 pub use debug_exit::DebugExit;
 pub use i8042::I8042;
-pub use rtc::Rtc;
+pub use rtc::{REG_CENTURY as RTC_CENTURY_REGISTER, Rtc};
 pub use serial::Serial;
 
 use crossbeam_channel::Sender;
