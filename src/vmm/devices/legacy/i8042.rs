@@ -3,7 +3,9 @@
 //! Enough for Linux's i8042 and atkbd drivers to probe the controller and
 //! bind the keyboard, for the controller's CPU-reset line (command 0xFE, or
 //! bit 0 of the output port cleared through 0xD1) and for injecting
-//! Ctrl-Alt-Del. There is no AUX (mouse) port: its interface test fails.
+//! Ctrl-Alt-Del. There is no AUX (mouse) port: its interface test fails
+//! and AUX loopback (0xD3) is ignored. The DSDT lists no PS/2 mouse
+//! (PNP0F13), so Linux's i8042 PNP probe sets `noaux` and does not try it.
 //!
 //! Sources: IBM PS/2 Hardware Interface Technical Reference, "Keyboard/
 //! Auxiliary Device Controller"; Linux drivers/input/serio/i8042.h and
