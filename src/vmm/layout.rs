@@ -112,7 +112,8 @@ pub const I8042_KBD_IRQ: u32 = 1;
 pub const COM2_IRQ: u32 = 3;
 pub const COM1_IRQ: u32 = 4;
 pub const RTC_IRQ: u32 = 8;
-/// ACPI System Control Interrupt (FADT SCI_INT; level, active low via MADT ISO).
+/// ACPI System Control Interrupt (FADT SCI_INT; edge, active high via the MADT
+/// interrupt source override: an irqfd pulse, see `acpi::madt`).
 pub const ACPI_SCI_IRQ: u32 = 9;
 /// Number of IOAPIC pins KVM's in-kernel IOAPIC has.
 pub const IOAPIC_NUM_PINS: u32 = 24;

@@ -1,99 +1,64 @@
-//! PLACEHOLDER with the contract: legacy PC devices on the port I/O bus.
-//! Each type implements `BusDevice`; ports and IRQs are in `layout`.
+//! Legacy PC devices on the port I/O bus: the 16550A UARTs, the i8042
+//! keyboard controller, the MC146818 CMOS RTC, the ACPI fixed hardware
+//! (PM1 event/control blocks and PM timer) and the test exit port.
+//!
+//! Each type implements [`BusDevice`](super::BusDevice); its ports and IRQ
+//! lines are in [`layout`](crate::vmm::layout). Interrupts are raised by
+//! writing to an `EventFd` that the VM builder registers as a KVM irqfd.
 
-use std::io::Write;
+mod acpi_pm;
+mod debug_exit;
+mod i8042;
+mod rtc;
+mod serial;
+
+pub use acpi_pm::{AcpiPm, PM_TIMER_FREQUENCY_HZ, PM_TIMER_IS_32_BIT, SLP_TYP_S5};
+pub use debug_exit::DebugExit;
+pub use i8042::I8042;
+pub use rtc::{REG_CENTURY as RTC_CENTURY_REGISTER, Rtc};
+pub use serial::Serial;
 
 use crossbeam_channel::Sender;
 use vmm_sys_util::eventfd::EventFd;
 
-use super::{BusDevice, VmEvent};
+use super::VmEvent;
 
-/// 16550A UART (vm-superio) at COM1/COM2; `irq` is an irqfd-registered EventFd.
-pub struct Serial {}
-
-impl Serial {
-    pub fn new(_irq: EventFd, _out: Box<dyn Write + Send>) -> Self {
-        Serial {}
-    }
-
-    /// Queue input bytes for the guest; returns how many were accepted
-    /// (the receive FIFO may be full) and raises the IRQ if enabled.
-    pub fn enqueue_input(&mut self, _bytes: &[u8]) -> usize {
-        0
+/// Raise an edge on an irqfd-registered interrupt line.
+fn raise_irq(irq: &EventFd, what: &str) {
+    if let Err(e) = irq.write(1) {
+        log::warn!("{what}: cannot raise interrupt: {e}");
     }
 }
 
-impl BusDevice for Serial {
-    fn read(&mut self, _base: u64, _offset: u64, _data: &mut [u8]) {}
-    fn write(&mut self, _base: u64, _offset: u64, _data: &[u8]) {}
-}
-
-/// i8042 keyboard controller: reset line (0xFE to the command port) and
-/// Ctrl-Alt-Del injection.
-pub struct I8042 {}
-
-impl I8042 {
-    pub fn new(_events: Sender<VmEvent>, _kbd_irq: EventFd) -> Self {
-        I8042 {}
-    }
-
-    /// Inject the Ctrl-Alt-Del scancode sequence (asks the guest to reboot).
-    pub fn trigger_ctrl_alt_del(&mut self) {}
-}
-
-impl BusDevice for I8042 {
-    fn read(&mut self, _base: u64, _offset: u64, _data: &mut [u8]) {}
-    fn write(&mut self, _base: u64, _offset: u64, _data: &[u8]) {}
-}
-
-/// MC146818 CMOS RTC with the host's wall clock (ports 0x70/0x71).
-pub struct Rtc {}
-
-impl Rtc {
-    pub fn new() -> Self {
-        Rtc {}
+/// Tell the VM's controller about `event`.
+fn send_event(events: &Sender<VmEvent>, event: VmEvent, what: &str) {
+    if events.send(event).is_err() {
+        log::warn!("{what}: VM controller gone, dropping {event:?}");
     }
 }
 
-impl Default for Rtc {
-    fn default() -> Self {
-        Self::new()
+/// Little-endian value of a 1-, 2-, 4- or 8-byte access (`None` for other sizes).
+fn le_value(data: &[u8]) -> Option<u64> {
+    match data.len() {
+        1 | 2 | 4 | 8 => {
+            let mut bytes = [0u8; 8];
+            bytes[..data.len()].copy_from_slice(data);
+            Some(u64::from_le_bytes(bytes))
+        }
+        _ => None,
     }
 }
 
-impl BusDevice for Rtc {
-    fn read(&mut self, _base: u64, _offset: u64, _data: &mut [u8]) {}
-    fn write(&mut self, _base: u64, _offset: u64, _data: &[u8]) {}
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-/// ACPI fixed hardware: PM1a event block, PM1a control (S5 -> PowerOff),
-/// PM timer. Insert it once per block (`base` tells which).
-pub struct AcpiPm {}
-
-impl AcpiPm {
-    pub fn new(_events: Sender<VmEvent>, _sci: EventFd) -> Self {
-        AcpiPm {}
+    #[test]
+    fn le_value_of_access_sizes() {
+        assert_eq!(le_value(&[0x12]), Some(0x12));
+        assert_eq!(le_value(&[0x34, 0x12]), Some(0x1234));
+        assert_eq!(le_value(&[0x78, 0x56, 0x34, 0x12]), Some(0x1234_5678));
+        assert_eq!(le_value(&[1, 2, 3]), None);
+        assert_eq!(le_value(&[]), None);
     }
-
-    /// Set PWRBTN_STS and raise the SCI if the guest enabled it.
-    pub fn press_power_button(&mut self) {}
-}
-
-impl BusDevice for AcpiPm {
-    fn read(&mut self, _base: u64, _offset: u64, _data: &mut [u8]) {}
-    fn write(&mut self, _base: u64, _offset: u64, _data: &[u8]) {}
-}
-
-/// Test port (`layout::DEBUG_EXIT_PORT`): a write ends the VM.
-pub struct DebugExit {}
-
-impl DebugExit {
-    pub fn new(_events: Sender<VmEvent>) -> Self {
-        DebugExit {}
-    }
-}
-
-impl BusDevice for DebugExit {
-    fn read(&mut self, _base: u64, _offset: u64, _data: &mut [u8]) {}
-    fn write(&mut self, _base: u64, _offset: u64, _data: &[u8]) {}
 }
