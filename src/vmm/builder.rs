@@ -315,4 +315,60 @@ mod tests {
         // The PC speaker/NMI status port between the i8042 ports stays free.
         assert!(bus.insert(dummy, 0x61, 1).is_ok());
     }
+
+    #[test]
+    fn a_missing_kernel_fails_the_build() {
+        // Whichever step notices first (the kernel loader, or a device
+        // still being written), the build must fail without a VM.
+        assert!(build(config(), Box::new(std::io::sink())).is_err());
+    }
+
+    fn lvt_delivery_mode(regs: &[std::os::raw::c_char; 1024], offset: usize) -> u32 {
+        let bytes: [u8; 4] = std::array::from_fn(|i| regs[offset + i] as u8);
+        (u32::from_le_bytes(bytes) >> 8) & 0x7
+    }
+
+    #[test]
+    fn every_vcpu_gets_lapic_msrs_fpu_and_cpuid() {
+        let kvm = Kvm::new().unwrap();
+        let mem = memory::create_guest_memory(16).unwrap();
+        let vm_fd = create_vm(&kvm, &mem).unwrap();
+        let vcpus = create_vcpus(&kvm, &vm_fd, 2).unwrap();
+        for (id, vcpu) in vcpus.iter().enumerate() {
+            let lapic = vcpu.get_lapic().unwrap();
+            assert_eq!(lvt_delivery_mode(&lapic.regs, 0x350), 0b111, "LINT0 ExtINT");
+            assert_eq!(lvt_delivery_mode(&lapic.regs, 0x360), 0b100, "LINT1 NMI");
+
+            const MISC_ENABLE: u32 = 0x1a0;
+            const MTRR_DEF_TYPE: u32 = 0x2ff;
+            let mut msrs = kvm_bindings::Msrs::from_entries(&[
+                kvm_bindings::kvm_msr_entry {
+                    index: MISC_ENABLE,
+                    ..Default::default()
+                },
+                kvm_bindings::kvm_msr_entry {
+                    index: MTRR_DEF_TYPE,
+                    ..Default::default()
+                },
+            ])
+            .unwrap();
+            assert_eq!(vcpu.get_msrs(&mut msrs).unwrap(), 2);
+            assert_eq!(msrs.as_slice()[0].data & 1, 1, "fast strings");
+            assert_eq!(msrs.as_slice()[1].data, (1 << 11) | 6, "MTRRs on, WB");
+
+            let fpu = vcpu.get_fpu().unwrap();
+            // (kvm-pvm does not report MXCSR back through KVM_GET_FPU, so
+            // only the x87 control word can be checked here.)
+            assert_eq!(fpu.fcw, 0x37f);
+
+            let cpuid = vcpu.get_cpuid2(KVM_MAX_CPUID_ENTRIES).unwrap();
+            let leaf1 = cpuid
+                .as_slice()
+                .iter()
+                .find(|e| e.function == 1)
+                .expect("leaf 1");
+            assert_eq!(leaf1.ebx >> 24, id as u32, "APIC ID of vCPU {id}");
+            assert_ne!(leaf1.ecx & (1 << 31), 0, "hypervisor bit");
+        }
+    }
 }

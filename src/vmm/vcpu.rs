@@ -14,7 +14,7 @@ use std::cell::Cell;
 use std::os::raw::c_int;
 use std::sync::{Arc, OnceLock};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use kvm_bindings::{
@@ -43,6 +43,8 @@ pub enum Error {
 const KICK_SIGNAL_OFFSET: c_int = 0;
 /// How often an unanswered kick is repeated while waiting for a vCPU.
 const KICK_RETRY: Duration = Duration::from_millis(20);
+/// How often `finish` looks whether the thread has ended.
+const FINISH_POLL: Duration = Duration::from_millis(1);
 /// Longest an x86 instruction can be (Intel SDM vol. 2 §2.3.11).
 const MAX_INSN_LEN: u64 = 15;
 
@@ -379,14 +381,14 @@ impl VcpuHandle {
     /// Returns true when it came or the thread has ended (a thread that
     /// ended on its own has reported why on the exit channel).
     pub fn wait_for(&self, expected: VcpuResponse, timeout: Duration) -> bool {
-        let deadline = std::time::Instant::now() + timeout;
+        let deadline = Instant::now() + timeout;
         loop {
             match self.responses.recv_timeout(KICK_RETRY) {
                 Ok(response) if response == expected => return true,
                 Ok(other) => log::debug!("vCPU {}: stale response {other:?}", self.id),
                 Err(RecvTimeoutError::Disconnected) => return true,
                 Err(RecvTimeoutError::Timeout) => {
-                    if std::time::Instant::now() >= deadline {
+                    if Instant::now() >= deadline {
                         return false;
                     }
                     self.kick();
@@ -401,12 +403,17 @@ impl VcpuHandle {
         let Some(thread) = self.thread.take() else {
             return;
         };
-        // Kick until it is out: a kick can only be lost if it arrives before
-        // the thread has published its immediate_exit flag, and then the
-        // thread is about to look at the channel anyway; repeat to be sure.
+        // The kick is repeated in case the thread was inside a device
+        // handler when it came (it then leaves KVM_RUN at its next entry
+        // anyway, thanks to immediate_exit) -- but only every KICK_RETRY,
+        // as each signal also interrupts a blocking system call there.
+        let mut next_kick = Instant::now();
         while !thread.is_finished() {
-            let _ = thread.kill(kick_signal());
-            std::thread::sleep(Duration::from_millis(1).min(KICK_RETRY));
+            if Instant::now() >= next_kick {
+                let _ = thread.kill(kick_signal());
+                next_kick = Instant::now() + KICK_RETRY;
+            }
+            std::thread::sleep(FINISH_POLL);
         }
         if thread.join().is_err() {
             log::error!("vCPU {} thread panicked", self.id);

@@ -157,6 +157,9 @@ impl VmHandle {
 
     /// A receiver that yields the exit reason once, when the VM has stopped
     /// (every vCPU joined). All receivers returned share that one message.
+    ///
+    /// `ExitReason::Reset` means the guest asked to reboot: this VM is over,
+    /// and it is the manager's choice to build and start a new one.
     pub fn exited(&self) -> Receiver<ExitReason> {
         self.exited.clone()
     }

@@ -43,6 +43,34 @@ const UD2_GUEST: &[u8] = &[0x0f, 0x0b];
 /// `nop; nop; xgetbv` -- not emulated by this host's kvm-pvm.
 const XGETBV: &[u8] = &[0x0f, 0x01, 0xd0];
 
+/// `in al, 0x80; out 0xf4, al; jmp $` -- port 0x80 has no device.
+const UNMAPPED_PORT_GUEST: &[u8] = &[0xe4, 0x80, 0xe6, 0xf4, 0xeb, 0xfe];
+/// An MMIO address with a device in the MMIO-read test, and one without.
+const MMIO_DEVICE_ADDR: u64 = 0xd000_0000;
+const MMIO_UNMAPPED_ADDR: u64 = 0xd000_1000;
+/// What the test MMIO device returns.
+const MMIO_PATTERN: u32 = 0x1234_5678;
+/// 32-bit code: `mov [0xd0001000], eax` (ignored), `mov eax, [0xd0000000]`,
+/// `xor eax, [0xd0001000]`, `out 0xf4, eax`, `jmp $`.
+const MMIO_GUEST: &[u8] = &[
+    0xa3, 0x00, 0x10, 0x00, 0xd0, // mov [0xd0001000], eax
+    0xa1, 0x00, 0x00, 0x00, 0xd0, // mov eax, [0xd0000000]
+    0x33, 0x05, 0x00, 0x10, 0x00, 0xd0, // xor eax, [0xd0001000]
+    0xe7, 0xf4, // out 0xf4, eax
+    0xeb, 0xfe, // jmp $
+];
+
+/// An MMIO register that reads as `MMIO_PATTERN`.
+struct PatternRegister;
+
+impl BusDevice for PatternRegister {
+    fn read(&mut self, _base: u64, _offset: u64, data: &mut [u8]) {
+        let bytes = MMIO_PATTERN.to_le_bytes();
+        data.copy_from_slice(&bytes[..data.len()]);
+    }
+    fn write(&mut self, _base: u64, _offset: u64, _data: &[u8]) {}
+}
+
 /// Stands in for the debug-exit device: a write of `v` ends the VM with
 /// `VmEvent::DebugExit(v)`.
 struct ExitPort(Sender<VmEvent>);
@@ -216,6 +244,32 @@ fn debug_exit_port_ends_the_vm_with_the_value() {
 }
 
 #[test]
+fn unmapped_port_reads_as_all_ones() {
+    let (handle, _mem) = start(raw_vm(UNMAPPED_PORT_GUEST, 1, Entry::default()));
+    assert_eq!(wait_exit(&handle), ExitReason::DebugExit { code: 0xff });
+}
+
+#[test]
+fn mmio_goes_to_the_bus_and_unmapped_mmio_reads_as_all_ones() {
+    let entry = Entry {
+        protected_no_idt: true,
+        ..Default::default()
+    };
+    let vm = raw_vm(MMIO_GUEST, 1, entry);
+    vm.mmio_bus
+        .insert(Arc::new(Mutex::new(PatternRegister)), MMIO_DEVICE_ADDR, 4)
+        .unwrap();
+    const { assert!(MMIO_UNMAPPED_ADDR >= MMIO_DEVICE_ADDR + 4) };
+    let (handle, _mem) = start(vm);
+    assert_eq!(
+        wait_exit(&handle),
+        ExitReason::DebugExit {
+            code: MMIO_PATTERN ^ 0xffff_ffff
+        }
+    );
+}
+
+#[test]
 fn pause_stops_the_guest_and_resume_restarts_it() {
     let (handle, mem) = start(raw_vm(COUNTER_GUEST, 1, Entry::default()));
     wait_until(&handle, "the guest counts", || counter(&mem) > 0);
@@ -248,6 +302,15 @@ fn stop_ends_a_spinning_guest() {
     assert_eq!(handle.request(Command::Stop).unwrap(), Response::Ok);
     assert_eq!(wait_exit(&handle), ExitReason::Stopped);
     assert_eq!(other_memory_users(&mem), 0);
+}
+
+#[test]
+fn stop_ends_a_paused_vm() {
+    let (handle, mem) = start(raw_vm(SPIN_GUEST, 2, Entry::default()));
+    assert_eq!(handle.request(Command::Pause).unwrap(), Response::Ok);
+    assert_eq!(handle.request(Command::Stop).unwrap(), Response::Ok);
+    assert_eq!(other_memory_users(&mem), 0);
+    assert_eq!(handle.wait(), ExitReason::Stopped);
 }
 
 #[test]
