@@ -12,6 +12,7 @@
 
 use std::cell::Cell;
 use std::os::raw::c_int;
+use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, OnceLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -69,6 +70,23 @@ pub enum VcpuResponse {
 thread_local! {
     /// This thread's `kvm_run.immediate_exit`, for the kick signal handler.
     static IMMEDIATE_EXIT: Cell<*mut u8> = const { Cell::new(std::ptr::null_mut()) };
+}
+
+/// Publishes a vCPU thread's immediate_exit flag to the kick handler for
+/// as long as it lives.
+struct PublishedFlag;
+
+impl PublishedFlag {
+    fn new(flag: *mut u8) -> Self {
+        IMMEDIATE_EXIT.with(|cell| cell.set(flag));
+        PublishedFlag
+    }
+}
+
+impl Drop for PublishedFlag {
+    fn drop(&mut self) {
+        IMMEDIATE_EXIT.with(|cell| cell.set(std::ptr::null_mut()));
+    }
 }
 
 extern "C" fn handle_kick(_: c_int, _: *mut libc::siginfo_t, _: *mut libc::c_void) {
@@ -130,9 +148,11 @@ impl Vcpu {
         exits: Sender<ExitReason>,
     ) {
         let flag = std::ptr::addr_of_mut!(self.fd.get_kvm_run().immediate_exit);
-        IMMEDIATE_EXIT.with(|cell| cell.set(flag));
+        // Declared after `self`, so dropped before it (also when unwinding):
+        // the handler never sees the flag of an unmapped kvm_run.
+        let published = PublishedFlag::new(flag);
         let end = self.run_loop(&events, &responses);
-        IMMEDIATE_EXIT.with(|cell| cell.set(std::ptr::null_mut()));
+        drop(published);
         if let LoopEnd::Exited(reason) = end {
             log::info!("vCPU {} ended the VM: {reason:?}", self.id);
             // The controller may already be gone when the VM is stopping.
@@ -345,7 +365,15 @@ impl VcpuHandle {
                 if let Err(e) = unblock_signal(kick_signal()) {
                     log::warn!("vCPU {id}: cannot unblock the kick signal: {e:?}");
                 }
-                vcpu.run(event_rx, response_tx, exits)
+                // A panic (e.g. in a device) must end the VM, not leave it
+                // running without this vCPU.
+                let on_panic = exits.clone();
+                let run = AssertUnwindSafe(move || vcpu.run(event_rx, response_tx, exits));
+                if std::panic::catch_unwind(run).is_err() {
+                    let _ = on_panic.send(ExitReason::VmmError {
+                        message: format!("vCPU {id} thread panicked"),
+                    });
+                }
             })
             .map_err(|e| Error::Spawn(id, e))?;
         Ok(VcpuHandle {

@@ -71,6 +71,21 @@ impl BusDevice for PatternRegister {
     fn write(&mut self, _base: u64, _offset: u64, _data: &[u8]) {}
 }
 
+/// `out 0x80, al; jmp $`
+const POST_PORT_GUEST: &[u8] = &[0xe6, 0x80, 0xeb, 0xfe];
+/// The POST diagnostic port, where a test puts a faulty device.
+const POST_PORT: u64 = 0x80;
+
+/// A device with a bug.
+struct PanickingDevice;
+
+impl BusDevice for PanickingDevice {
+    fn read(&mut self, _base: u64, _offset: u64, _data: &mut [u8]) {}
+    fn write(&mut self, _base: u64, _offset: u64, _data: &[u8]) {
+        panic!("device bug (expected by the test)");
+    }
+}
+
 /// Stands in for the debug-exit device: a write of `v` ends the VM with
 /// `VmEvent::DebugExit(v)`.
 struct ExitPort(Sender<VmEvent>);
@@ -267,6 +282,21 @@ fn mmio_goes_to_the_bus_and_unmapped_mmio_reads_as_all_ones() {
             code: MMIO_PATTERN ^ 0xffff_ffff
         }
     );
+}
+
+#[test]
+fn a_panicking_device_ends_the_vm_with_a_vmm_error() {
+    let vm = raw_vm(POST_PORT_GUEST, 2, Entry::default());
+    vm.pio_bus
+        .insert(Arc::new(Mutex::new(PanickingDevice)), POST_PORT, 1)
+        .unwrap();
+    let (handle, mem) = start(vm);
+    match wait_exit(&handle) {
+        ExitReason::VmmError { message } => assert!(message.contains("vCPU 0"), "{message}"),
+        other => panic!("expected a VMM error, got {other:?}"),
+    }
+    drop(handle);
+    assert_eq!(other_memory_users(&mem), 0);
 }
 
 #[test]
