@@ -210,18 +210,27 @@ impl Controller {
         self.machine.as_ref().map_or(&[], |m| &m.vcpus)
     }
 
-    /// Ask every vCPU at once, then wait for each answer.
-    fn broadcast(&self, event: VcpuEvent, expected: VcpuResponse) -> Result<(), Error> {
+    /// Ask every vCPU at once, then wait for each answer. A vCPU that does
+    /// not answer in time is stuck (in a device, since kicks reach KVM_RUN):
+    /// the VM can no longer be trusted to be paused or running, so it ends.
+    fn broadcast(&mut self, event: VcpuEvent, expected: VcpuResponse) -> Result<(), Error> {
         for vcpu in self.vcpus() {
             vcpu.send(event);
         }
-        for vcpu in self.vcpus() {
-            if !vcpu.wait_for(expected, VCPU_ANSWER_TIMEOUT) {
-                log::error!("vCPU {} did not answer {event:?}", vcpu.id());
-                return Err(Error::VcpuUnresponsive(vcpu.id()));
+        let stuck = self
+            .vcpus()
+            .iter()
+            .find(|vcpu| !vcpu.wait_for(expected, VCPU_ANSWER_TIMEOUT))
+            .map(VcpuHandle::id);
+        match stuck {
+            None => Ok(()),
+            Some(id) => {
+                let message = format!("vCPU {id} did not answer {event:?} in time");
+                log::error!("{message}");
+                self.stop(ExitReason::VmmError { message });
+                Err(Error::VcpuUnresponsive(id))
             }
         }
-        Ok(())
     }
 
     fn pause(&mut self) -> Result<(), Error> {

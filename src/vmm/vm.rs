@@ -34,7 +34,8 @@ pub enum Error {
     IllegalTransition { command: Command, state: VmState },
     #[error("this VM has no {0} device")]
     NoDevice(&'static str),
-    #[error("vCPU {0} did not answer in time")]
+    /// A vCPU did not acknowledge Pause/Resume; the VM has been ended.
+    #[error("vCPU {0} did not answer in time; the VM was ended")]
     VcpuUnresponsive(u8),
 }
 
