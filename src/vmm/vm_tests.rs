@@ -76,6 +76,50 @@ const POST_PORT_GUEST: &[u8] = &[0xe6, 0x80, 0xeb, 0xfe];
 /// The POST diagnostic port, where a test puts a faulty device.
 const POST_PORT: u64 = 0x80;
 
+/// Where the AP starts after SIPI vector `AP_SIPI_VECTOR` (vector << 12).
+const AP_SIPI_VECTOR: u8 = 0x03;
+const AP_CODE_ADDR: u64 = (AP_SIPI_VECTOR as u64) << 12;
+/// 32-bit BSP code that starts vCPU 1 through the in-kernel LAPIC's ICR
+/// (Intel SDM vol. 3 §11.6.1, MP spec B.4): ICR high = destination APIC ID
+/// 1; ICR low = INIT (delivery mode 101b, level assert), then STARTUP
+/// (110b) with the vector; then spin.
+const START_AP_GUEST: &[u8] = &[
+    0xc7,
+    0x05,
+    0x10,
+    0x03,
+    0xe0,
+    0xfe,
+    0x00,
+    0x00,
+    0x00,
+    0x01, // mov [0xfee00310], 1 << 24
+    0xc7,
+    0x05,
+    0x00,
+    0x03,
+    0xe0,
+    0xfe,
+    0x00,
+    0x45,
+    0x00,
+    0x00, // mov [0xfee00300], 0x4500
+    0xc7,
+    0x05,
+    0x00,
+    0x03,
+    0xe0,
+    0xfe,
+    AP_SIPI_VECTOR,
+    0x46,
+    0x00,
+    0x00, // 0x4600 | vector
+    0xeb,
+    0xfe, // jmp $
+];
+/// Real-mode AP code: `mov al, 0x55; out 0xf4, al; jmp $`.
+const AP_GUEST: &[u8] = &[0xb0, 0x55, 0xe6, 0xf4, 0xeb, 0xfe];
+
 /// A device with a bug.
 struct PanickingDevice;
 
@@ -297,6 +341,20 @@ fn a_panicking_device_ends_the_vm_with_a_vmm_error() {
     }
     drop(handle);
     assert_eq!(other_memory_users(&mem), 0);
+}
+
+#[test]
+fn the_guest_starts_an_application_processor_with_init_sipi() {
+    let entry = Entry {
+        protected_no_idt: true,
+        ..Default::default()
+    };
+    let vm = raw_vm(START_AP_GUEST, 2, entry);
+    vm.memory()
+        .write_slice(AP_GUEST, GuestAddress(AP_CODE_ADDR))
+        .unwrap();
+    let (handle, _mem) = start(vm);
+    assert_eq!(wait_exit(&handle), ExitReason::DebugExit { code: 0x55 });
 }
 
 #[test]
