@@ -33,7 +33,7 @@ pub enum Error {
 
 /// Leaf 1: version and feature information.
 const LEAF_FEATURES: u32 = 0x1;
-/// Leaf 4: deterministic cache parameters (EAX[31:26] = cores per package - 1).
+/// Leaf 4: deterministic cache parameters (EAX bits 31:26 = cores per package - 1).
 const LEAF_CACHE_PARAMS: u32 = 0x4;
 /// Leaf 0xB / 0x1F: extended topology enumeration (EDX = x2APIC ID).
 const LEAF_TOPOLOGY: u32 = 0xb;
@@ -44,20 +44,20 @@ const LEAF_KVM_SIGNATURE: u32 = 0x4000_0000;
 const LEAF_KVM_FEATURES: u32 = 0x4000_0001;
 const KVM_SIGNATURE: &[u8; 12] = b"KVMKVMKVM\0\0\0";
 
-/// Leaf 1 EBX[31:24]: initial APIC ID.
+/// Leaf 1 EBX bits 31:24: initial APIC ID.
 const EBX_APIC_ID_SHIFT: u32 = 24;
-/// Leaf 1 EBX[23:16]: logical processors per package.
+/// Leaf 1 EBX bits 23:16: logical processors per package.
 const EBX_CPU_COUNT_SHIFT: u32 = 16;
 /// Leaf 1 ECX bit 24: TSC-deadline LAPIC timer (KVM_CAP_TSC_DEADLINE_TIMER).
 const ECX_TSC_DEADLINE_BIT: u32 = 24;
 /// Leaf 1 ECX bit 31: running under a hypervisor.
 const ECX_HYPERVISOR_BIT: u32 = 31;
-/// Leaf 1 EDX bit 28: HTT, EBX[23:16] is valid.
+/// Leaf 1 EDX bit 28: HTT, EBX bits 23:16 is valid.
 const EDX_HTT_BIT: u32 = 28;
-/// Leaf 4 EAX[31:26]: cores per package minus one.
+/// Leaf 4 EAX bits 31:26: cores per package minus one.
 const EAX_CORES_SHIFT: u32 = 26;
 const EAX_CORES_MASK: u32 = 0x3f << EAX_CORES_SHIFT;
-/// Leaf 0xB ECX[15:8]: level type (1 = SMT, 2 = core).
+/// Leaf 0xB ECX bits 15:8: level type (1 = SMT, 2 = core).
 const LEVEL_TYPE_SHIFT: u32 = 8;
 const LEVEL_TYPE_SMT: u32 = 1;
 const LEVEL_TYPE_CORE: u32 = 2;
