@@ -79,3 +79,54 @@ pub enum Response {
     Ok,
     Status(VmStatus),
 }
+
+impl VmState {
+    /// The state `command` leads to from `self`, or `None` when the command
+    /// is not allowed in this state (e.g. `Resume` while running, anything
+    /// but `Status` once stopped).
+    ///
+    /// Commands that do not change the state (`Status`, and the guest
+    /// notifications `PowerButton`/`CtrlAltDel` while running) map to the
+    /// same state. A paused guest cannot react to a power button or
+    /// Ctrl-Alt-Del, so those are refused until it is resumed.
+    pub fn after(self, command: &Command) -> Option<VmState> {
+        use Command::*;
+        use VmState::*;
+        match (self, command) {
+            (state, Status) => Some(state),
+            (Created | Running | Paused, Stop) => Some(Stopped),
+            (Running, Pause) => Some(Paused),
+            (Paused, Resume) => Some(Running),
+            (Running, PowerButton | CtrlAltDel) => Some(Running),
+            _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lifecycle_transitions() {
+        use Command::*;
+        use VmState::*;
+        assert_eq!(Running.after(&Pause), Some(Paused));
+        assert_eq!(Paused.after(&Resume), Some(Running));
+        assert_eq!(Running.after(&Stop), Some(Stopped));
+        assert_eq!(Paused.after(&Stop), Some(Stopped));
+        assert_eq!(Created.after(&Stop), Some(Stopped));
+        assert_eq!(Running.after(&PowerButton), Some(Running));
+        assert_eq!(Running.after(&CtrlAltDel), Some(Running));
+        assert_eq!(Stopped.after(&Status), Some(Stopped));
+        assert_eq!(Paused.after(&Status), Some(Paused));
+        // Illegal ones.
+        assert_eq!(Running.after(&Resume), None);
+        assert_eq!(Paused.after(&Pause), None);
+        assert_eq!(Paused.after(&PowerButton), None);
+        assert_eq!(Created.after(&Pause), None);
+        for command in [Pause, Resume, PowerButton, CtrlAltDel, Stop] {
+            assert_eq!(Stopped.after(&command), None, "{command:?} when stopped");
+        }
+    }
+}

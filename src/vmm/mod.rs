@@ -7,13 +7,20 @@
 
 pub mod acpi;
 pub mod boot;
+mod builder;
 pub mod config;
+mod console;
 pub mod control;
+mod controller;
+mod cpu;
 pub mod devices;
 pub mod layout;
 pub mod memory;
+mod vcpu;
 mod vm;
+#[cfg(test)]
+mod vm_tests;
 
 pub use config::{BootProtocol, DiskConfig, NetConfig, VmConfig};
 pub use control::{Command, ExitReason, Response, VmState, VmStatus};
-pub use vm::{ConsoleInput, Error, Vm, VmHandle, build};
+pub use vm::{BuildError, ConsoleInput, Error, Vm, VmHandle, build};
