@@ -111,7 +111,7 @@ impl PciConfiguration {
     /// `size` bytes at `addr` (memory decode stays off until the guest
     /// sets it in the command register).
     pub fn add_bar0_mem32(&mut self, addr: u32, size: u64) -> Result<(), Error> {
-        if !size.is_power_of_two() || size < MIN_BAR_SIZE || size > 1 << 31 {
+        if !size.is_power_of_two() || !(MIN_BAR_SIZE..=1 << 31).contains(&size) {
             return Err(Error::BarSize(size));
         }
         let mask = !(size as u32 - 1);

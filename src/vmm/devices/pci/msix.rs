@@ -9,6 +9,8 @@
 
 use std::sync::Arc;
 
+use vmm_sys_util::eventfd::EventFd;
+
 use super::msi_routing::{self, MsiMessage, MsiRouter, MsiVector};
 
 /// Capability ID of MSI-X (PCI Code and ID Assignment spec).
@@ -126,6 +128,11 @@ impl Msix {
     /// The GSI that vector `v` raises.
     pub fn gsi(&self, v: u16) -> Option<u32> {
         self.vectors.get(usize::from(v)).map(|v| v.gsi)
+    }
+
+    /// The irqfd that raises vector `v`.
+    pub fn irqfd(&self, v: u16) -> Option<&EventFd> {
+        self.vectors.get(usize::from(v)).map(|v| &v.irqfd)
     }
 
     /// The guest wrote Message Control.

@@ -153,3 +153,138 @@ fn reset_and_drop_stop_the_worker() {
     assert_eq!(used_count(&rxq), 0);
     drop(net);
 }
+
+/// A network namespace made for one test, deleted on drop.
+struct NetNs(String);
+
+impl NetNs {
+    fn create() -> Option<NetNs> {
+        let name = format!("xhm-pci-{}", std::process::id());
+        let ok = std::process::Command::new("ip")
+            .args(["netns", "add", &name])
+            .status()
+            .is_ok_and(|s| s.success());
+        ok.then_some(NetNs(name))
+    }
+
+    fn ip(&self, args: &[&str]) {
+        let status = std::process::Command::new("ip")
+            .arg("-n")
+            .arg(&self.0)
+            .args(args)
+            .status()
+            .unwrap();
+        assert!(status.success(), "ip -n {} {args:?}", self.0);
+    }
+
+    /// Run `f` on a thread that has entered this namespace.
+    fn enter<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> T {
+        let path = format!("/run/netns/{}", self.0);
+        std::thread::spawn(move || {
+            let ns = std::fs::File::open(&path).unwrap();
+            // SAFETY: setns on a namespace fd we own; it only changes this
+            // (short-lived) thread's network namespace.
+            let ret = unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) };
+            assert_eq!(ret, 0, "setns: {}", io::Error::last_os_error());
+            f()
+        })
+        .join()
+        .unwrap()
+    }
+}
+
+impl Drop for NetNs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("ip")
+            .args(["netns", "del", &self.0])
+            .status();
+    }
+}
+
+/// An ARP who-has for 10.200.0.1 from 10.200.0.2 / MAC, with a zero vnet header.
+fn arp_request() -> Vec<u8> {
+    let mut p = vec![0u8; VNET_HDR_SIZE];
+    p.extend([0xff; 6]);
+    p.extend(MAC);
+    p.extend([0x08, 0x06, 0, 1, 0x08, 0x00, 6, 4, 0, 1]);
+    p.extend(MAC);
+    p.extend([10, 200, 0, 2]);
+    p.extend([0; 6]);
+    p.extend([10, 200, 0, 1]);
+    p.resize(VNET_HDR_SIZE + 60, 0);
+    p
+}
+
+/// Real TAP: the guest's ARP request reaches the host stack (inside a
+/// namespace this test creates) and the host's reply comes back on the
+/// receive queue.
+#[test]
+fn tap_in_a_namespace_answers_arp() {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        println!("skipped: creating a network namespace and TAP needs root");
+        return;
+    }
+    let Some(ns) = NetNs::create() else {
+        println!("skipped: `ip netns add` failed (iproute2 missing?)");
+        return;
+    };
+    let tap = ns
+        .enter(|| crate::vmm::devices::virtio::Tap::open("xhmtap0"))
+        .unwrap();
+    assert_eq!(tap.name(), "xhmtap0");
+    ns.ip(&["addr", "add", "10.200.0.1/24", "dev", "xhmtap0"]);
+    ns.ip(&["link", "set", "xhmtap0", "up"]);
+
+    let mem = test_memory();
+    let mut net = Net::new(Arc::new(tap), MAC);
+    let rxq = MockSplitQueue::create(&mem, GuestAddress(0), 16);
+    let txq = MockSplitQueue::create(&mem, GuestAddress(0x8000), 16);
+    net.activate(Activation {
+        mem: mem.clone(),
+        interrupt: Arc::new(RecordingInterrupt::default()),
+        queues: vec![
+            Some(rxq.create_queue().unwrap()),
+            Some(txq.create_queue().unwrap()),
+        ],
+        acked_features: net.features(),
+    })
+    .unwrap();
+    // Eight receive buffers: the host may also send other frames (IPv6).
+    for i in 0..8u16 {
+        add_chain(&rxq, i, &[(0x4_0000 + u64::from(i) * 0x1000, 2048, true)]);
+    }
+    net.queue_notify(RX_QUEUE);
+    let request = arp_request();
+    mem.write_slice(&request, GuestAddress(0x2_0000)).unwrap();
+    add_chain(&txq, 0, &[(0x2_0000, request.len() as u32, false)]);
+    net.queue_notify(TX_QUEUE);
+    assert_eq!(used_count(&txq), 1);
+
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut seen = 0;
+    loop {
+        assert!(
+            Instant::now() < deadline,
+            "no ARP reply on the receive queue"
+        );
+        while seen < used_count(&rxq) {
+            let (head, len) = used(&rxq, seen);
+            seen += 1;
+            let mut frame = vec![0u8; len as usize];
+            mem.read_slice(
+                &mut frame,
+                GuestAddress(0x4_0000 + u64::from(head) * 0x1000),
+            )
+            .unwrap();
+            let eth = &frame[VNET_HDR_SIZE..];
+            // Ethertype ARP, opcode 2 (reply), to our MAC, from 10.200.0.1.
+            if eth.len() >= 42 && eth[12..14] == [0x08, 0x06] && eth[20..22] == [0, 2] {
+                assert_eq!(eth[0..6], MAC);
+                assert_eq!(eth[28..32], [10, 200, 0, 1]);
+                return;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
