@@ -109,6 +109,10 @@ impl BarAllocator {
 /// Create the host bridge and the virtio devices; insert the config-space
 /// ports into `pio_bus` and BARs into `mmio_bus`; set up interrupt routing
 /// (the IOAPIC pins 0..24 stay routed as KVM's default has them).
+///
+/// The VM must already have its in-kernel irqchip (KVM_CREATE_IRQCHIP):
+/// the routing table installed here and the MSI irqfds need it. Call this
+/// once per VM: the GSI routing table is owned by this module from then on.
 pub fn create_pci_devices(
     vm: &Arc<VmFd>,
     mem: &GuestMemoryMmap,

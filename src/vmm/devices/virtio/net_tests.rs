@@ -288,3 +288,12 @@ fn tap_in_a_namespace_answers_arp() {
         std::thread::sleep(Duration::from_millis(10));
     }
 }
+
+#[test]
+fn tap_names_are_checked_before_any_syscall() {
+    use crate::vmm::devices::virtio::tap::Error as TapError;
+    for name in ["", "a-name-much-too-long", "nul\0byte"] {
+        let err = crate::vmm::devices::virtio::Tap::open(name).err().unwrap();
+        assert!(matches!(err, TapError::InvalidName(_)), "{name:?}: {err}");
+    }
+}

@@ -46,6 +46,11 @@ pub const VIRTIO_PCI_CAP_NOTIFY_CFG: u8 = 2;
 pub const VIRTIO_PCI_CAP_ISR_CFG: u8 = 3;
 pub const VIRTIO_PCI_CAP_DEVICE_CFG: u8 = 4;
 pub const VIRTIO_PCI_CAP_PCI_CFG: u8 = 5;
+/// Field offsets inside `struct virtio_pci_cap` and `virtio_pci_cfg_cap`.
+const CAP_BAR: usize = 4;
+const CAP_OFFSET: usize = 8;
+const CAP_LENGTH: usize = 12;
+const PCI_CFG_CAP_DATA: usize = 16;
 /// Bytes of `struct virtio_pci_cap`, and of the notify / pci_cfg variants.
 const VIRTIO_PCI_CAP_LEN: u8 = 16;
 const VIRTIO_PCI_CAP_EXT_LEN: u8 = 20;
@@ -93,8 +98,11 @@ mod common {
     pub const QUEUE_ENABLE: u64 = 0x1c;
     pub const QUEUE_NOTIFY_OFF: u64 = 0x1e;
     pub const QUEUE_DESC: u64 = 0x20;
+    pub const QUEUE_DESC_HI: u64 = 0x24;
     pub const QUEUE_DRIVER: u64 = 0x28;
+    pub const QUEUE_DRIVER_HI: u64 = 0x2c;
     pub const QUEUE_DEVICE: u64 = 0x30;
+    pub const QUEUE_DEVICE_HI: u64 = 0x34;
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -260,10 +268,10 @@ impl VirtioPciDevice {
         // The PCI configuration access capability: bar, offset, length and
         // the data window are the driver's to write (virtio 1.2 §4.1.4.9).
         let pci_cfg_cap = cfg.add_capability(&vendor_cap(VIRTIO_PCI_CAP_PCI_CFG, 0, 0, Some(0)))?;
-        cfg.set_writable(pci_cfg_cap + 4, 0xff);
-        cfg.set_writable(pci_cfg_cap + 8, u32::MAX);
-        cfg.set_writable(pci_cfg_cap + 12, u32::MAX);
-        cfg.set_writable(pci_cfg_cap + 16, u32::MAX);
+        cfg.set_writable(pci_cfg_cap + CAP_BAR, 0xff);
+        cfg.set_writable(pci_cfg_cap + CAP_OFFSET, u32::MAX);
+        cfg.set_writable(pci_cfg_cap + CAP_LENGTH, u32::MAX);
+        cfg.set_writable(pci_cfg_cap + PCI_CFG_CAP_DATA, u32::MAX);
         let msix_cap = cfg.add_capability(&msix::capability(
             num_vectors,
             0,
@@ -327,11 +335,11 @@ impl VirtioPciDevice {
             QUEUE_ENABLE => queue.is_some_and(|q| q.ready()).into(),
             QUEUE_NOTIFY_OFF => self.queue_select.into(),
             QUEUE_DESC => queue.map_or(0, |q| q.desc_table()),
-            0x24 => queue.map_or(0, |q| q.desc_table() >> 32),
+            QUEUE_DESC_HI => queue.map_or(0, |q| q.desc_table() >> 32),
             QUEUE_DRIVER => queue.map_or(0, |q| q.avail_ring()),
-            0x2c => queue.map_or(0, |q| q.avail_ring() >> 32),
+            QUEUE_DRIVER_HI => queue.map_or(0, |q| q.avail_ring() >> 32),
             QUEUE_DEVICE => queue.map_or(0, |q| q.used_ring()),
-            0x34 => queue.map_or(0, |q| q.used_ring() >> 32),
+            QUEUE_DEVICE_HI => queue.map_or(0, |q| q.used_ring() >> 32),
             _ => 0,
         };
         let bytes = value.to_le_bytes();
@@ -398,7 +406,8 @@ impl VirtioPciDevice {
                     q.set_ready(true);
                 }
             }
-            QUEUE_DESC | 0x24 | QUEUE_DRIVER | 0x2c | QUEUE_DEVICE | 0x34 => {
+            QUEUE_DESC | QUEUE_DESC_HI | QUEUE_DRIVER | QUEUE_DRIVER_HI | QUEUE_DEVICE
+            | QUEUE_DEVICE_HI => {
                 let Some(q) = self.selected_queue().filter(|q| !q.ready()) else {
                     return;
                 };
@@ -548,9 +557,9 @@ impl VirtioPciDevice {
     /// The BAR window of the PCI configuration access capability:
     /// (offset, length) when it names BAR 0 and a 1, 2 or 4-byte access.
     fn pci_cfg_window(&self) -> Option<(u64, usize)> {
-        let bar = self.cfg.read_u8(self.pci_cfg_cap + 4);
-        let offset = self.cfg.read_u32(self.pci_cfg_cap + 8);
-        let length = self.cfg.read_u32(self.pci_cfg_cap + 12) as usize;
+        let bar = self.cfg.read_u8(self.pci_cfg_cap + CAP_BAR);
+        let offset = self.cfg.read_u32(self.pci_cfg_cap + CAP_OFFSET);
+        let length = self.cfg.read_u32(self.pci_cfg_cap + CAP_LENGTH) as usize;
         (bar == 0 && matches!(length, 1 | 2 | 4) && u64::from(offset) < BAR_SIZE)
             .then_some((u64::from(offset), length))
     }
@@ -575,7 +584,7 @@ fn class_of(device_type: u16) -> (u8, u8) {
 
 impl PciDevice for VirtioPciDevice {
     fn read_config(&mut self, reg: usize) -> u32 {
-        if reg == (self.pci_cfg_cap + 16) / 4 {
+        if reg == (self.pci_cfg_cap + PCI_CFG_CAP_DATA) / 4 {
             let mut value = [0u8; 4];
             if let Some((offset, len)) = self.pci_cfg_window() {
                 self.bar_read(offset, &mut value[..len]);
@@ -586,7 +595,7 @@ impl PciDevice for VirtioPciDevice {
     }
 
     fn write_config(&mut self, reg: usize, offset: usize, data: &[u8]) {
-        if reg == (self.pci_cfg_cap + 16) / 4 {
+        if reg == (self.pci_cfg_cap + PCI_CFG_CAP_DATA) / 4 {
             if let Some((bar_offset, len)) = self.pci_cfg_window()
                 && offset == 0
                 && data.len() >= len
