@@ -15,6 +15,7 @@ pub const CONFIG_SPACE_SIZE: usize = NUM_CONFIG_REGS * 4;
 pub const VENDOR_ID_OFFSET: usize = 0x00;
 pub const DEVICE_ID_OFFSET: usize = 0x02;
 pub const COMMAND_OFFSET: usize = 0x04;
+pub const CACHE_LINE_SIZE_OFFSET: usize = 0x0c;
 pub const STATUS_OFFSET: usize = 0x06;
 pub const REVISION_ID_OFFSET: usize = 0x08;
 pub const CLASS_CODE_OFFSET: usize = 0x09;
@@ -104,6 +105,8 @@ impl PciConfiguration {
             ),
         );
         cfg.set_writable(INTERRUPT_LINE_OFFSET, 0xff);
+        // Software programs the cache line size and reads it back.
+        cfg.set_writable(CACHE_LINE_SIZE_OFFSET, 0xff);
         cfg
     }
 

@@ -80,6 +80,12 @@ impl PciDevices {
     }
 }
 
+// The VMM may hand the devices to another thread (e.g. its controller).
+const _: () = {
+    const fn send_sync<T: Send + Sync>() {}
+    send_sync::<PciDevices>();
+};
+
 impl Drop for PciDevices {
     fn drop(&mut self) {
         // The buses still hold the devices; stop their threads explicitly.

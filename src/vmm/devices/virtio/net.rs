@@ -148,6 +148,7 @@ impl VirtioDevice for Net {
             stop: stop.try_clone().map_err(ActivateError::Event)?,
             buf: vec![0u8; MAX_BUFFER_SIZE],
             pending: None,
+            backend_gone: false,
         };
         let epoll = worker.epoll().map_err(ActivateError::Event)?;
         let handle = std::thread::Builder::new()
@@ -214,6 +215,9 @@ struct RxWorker {
     buf: Vec<u8>,
     /// Length of a frame in `buf` waiting for a receive buffer.
     pending: Option<usize>,
+    /// The backend reported an error or hang-up (e.g. the TAP interface
+    /// was deleted): it is no longer watched or read.
+    backend_gone: bool,
 }
 
 impl RxWorker {
@@ -245,11 +249,13 @@ impl RxWorker {
             } else {
                 EventSet::IN
             };
-            if let Err(e) = epoll.ctl(
-                ControlOperation::Modify,
-                backend_fd,
-                EpollEvent::new(interest, TOKEN_BACKEND),
-            ) {
+            if !self.backend_gone
+                && let Err(e) = epoll.ctl(
+                    ControlOperation::Modify,
+                    backend_fd,
+                    EpollEvent::new(interest, TOKEN_BACKEND),
+                )
+            {
                 log::error!("virtio-net rx: epoll: {e}");
                 return;
             }
@@ -267,6 +273,18 @@ impl RxWorker {
                     TOKEN_KICK => {
                         let _ = self.kick.read();
                     }
+                    // epoll reports these even with no events asked for;
+                    // stop watching instead of spinning on them.
+                    TOKEN_BACKEND
+                        if event
+                            .event_set()
+                            .intersects(EventSet::ERROR | EventSet::HANG_UP) =>
+                    {
+                        log::warn!("virtio-net rx: backend failed; receive stopped");
+                        let _ =
+                            epoll.ctl(ControlOperation::Delete, backend_fd, EpollEvent::default());
+                        self.backend_gone = true;
+                    }
                     _ => {}
                 }
             }
@@ -279,6 +297,7 @@ impl RxWorker {
         loop {
             let len = match self.pending.take() {
                 Some(len) => len,
+                None if self.backend_gone => break,
                 None => match self.backend.recv(&mut self.buf) {
                     Ok(len) => len,
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
