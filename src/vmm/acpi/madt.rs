@@ -2,8 +2,10 @@
 //! the ISA interrupt overrides and the LINT1 NMI.
 //!
 //! Interrupt Source Overrides:
-//! - IRQ 0 -> GSI 2: the PIT's output is wired to IOAPIC pin 2 (as KVM's
-//!   in-kernel IOAPIC routes it); flags "conforms" (ISA: edge, active high).
+//! - None for IRQ 0: KVM's in-kernel PIT raises GSI 0, and KVM's default
+//!   routing (which the PCI module keeps when it adds MSI routes) sends GSI 0
+//!   to IOAPIC pin 0, so the identity mapping is already right. (QEMU wires
+//!   the PIT to pin 2 with its own route and therefore declares IRQ0->GSI2.)
 //! - SCI (IRQ 9 -> GSI 9): **edge-triggered, active-high**. The ACPI default
 //!   for the SCI is level/active-low, but our SCI is an irqfd that KVM
 //!   delivers as a pulse (assert then deassert) and KVM's IOAPIC does not
@@ -43,9 +45,6 @@ const SCI_INTI_FLAGS: u16 = MPS_INTI_ACTIVE_HIGH | MPS_INTI_EDGE;
 
 /// ISA bus (the only "Bus" value ACPI defines for overrides).
 const ISA_BUS: u8 = 0;
-/// The PIT's ISA IRQ and the IOAPIC pin it is wired to.
-const PIT_IRQ: u8 = 0;
-const PIT_GSI: u32 = 2;
 /// ACPI Processor UID 0xFF means "all processors".
 const ALL_PROCESSORS: u8 = 0xff;
 /// Local APIC input the NMI is connected to.
@@ -93,11 +92,6 @@ pub fn build(num_cpus: u8) -> Vec<u8> {
         IOAPIC_START as u32,
         IOAPIC_GSI_BASE,
     )));
-    madt.append_slice(&interrupt_source_override(
-        PIT_IRQ,
-        PIT_GSI,
-        MPS_INTI_CONFORMS,
-    ));
     madt.append_slice(&interrupt_source_override(
         ACPI_SCI_IRQ as u8,
         ACPI_SCI_IRQ,

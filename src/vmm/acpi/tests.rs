@@ -214,7 +214,7 @@ fn madt_lists_every_cpu_and_the_ioapic() {
         assert_eq!(
             m.overrides,
             vec![
-                (0, 0, 2, 0),
+                // No IRQ0 override: the PIT is on GSI 0 = IOAPIC pin 0.
                 // SCI: edge (bits 2-3 = 01), active high (bits 0-1 = 01).
                 (0, ACPI_SCI_IRQ as u8, ACPI_SCI_IRQ, 0b0101)
             ]
