@@ -7,6 +7,8 @@ pub mod output;
 pub mod progress;
 pub mod reader;
 mod susp;
+#[cfg(test)]
+mod testimage;
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
