@@ -109,8 +109,7 @@ struct Candidate {
 
 /// Find what `disk:auto` boots on `disk`, without copying anything.
 pub fn find(disk: &Path) -> Result<DiskKernel, Error> {
-    let (file, filesystems, notes) = open_filesystems(disk)?;
-    drop(file);
+    let (filesystems, notes) = open_filesystems(disk)?;
     let mut candidates = Vec::new();
     let mut roots = Vec::new();
     for (index, (_, fs)) in filesystems.iter().enumerate() {
@@ -181,7 +180,10 @@ pub fn find(disk: &Path) -> Result<DiskKernel, Error> {
 
 /// Open every ext2/3/4 filesystem on `disk`; the notes say what each other
 /// volume was (for the "no kernel found" error).
-fn open_filesystems(disk: &Path) -> Result<(File, Vec<(Volume, Ext4)>, Vec<String>), Error> {
+/// The ext filesystems of a disk, each with the volume it lives on.
+type Filesystems = Vec<(Volume, Ext4)>;
+
+fn open_filesystems(disk: &Path) -> Result<(Filesystems, Vec<String>), Error> {
     let file = image::open_raw(disk)?;
     let len = file.metadata().map_err(|e| Error::io(disk, e))?.len();
     let volumes = volumes(&file, disk, len)?;
@@ -216,16 +218,16 @@ fn open_filesystems(disk: &Path) -> Result<(File, Vec<(Volume, Ext4)>, Vec<Strin
         }
     }
     // Every ext filesystem failed: that failure is the error, cause kept.
-    if filesystems.is_empty() {
-        if let Some((volume, source)) = failures.into_iter().next() {
-            return Err(Error::Ext4 {
-                path: disk.to_path_buf(),
-                volume: volume.name,
-                source,
-            });
-        }
+    if filesystems.is_empty()
+        && let Some((volume, source)) = failures.into_iter().next()
+    {
+        return Err(Error::Ext4 {
+            path: disk.to_path_buf(),
+            volume: volume.name,
+            source,
+        });
     }
-    Ok((file, filesystems, notes))
+    Ok((filesystems, notes))
 }
 
 fn volumes(file: &File, disk: &Path, len: u64) -> Result<Vec<Volume>, Error> {
@@ -294,7 +296,7 @@ pub fn copy_file(
     out: &mut dyn std::io::Write,
     progress: &mut dyn FnMut(u64),
 ) -> Result<(), Error> {
-    let (_, filesystems, _) = open_filesystems(disk)?;
+    let (filesystems, _) = open_filesystems(disk)?;
     let (_, fs) = filesystems
         .iter()
         .find(|(v, _)| v.name == volume)

@@ -230,11 +230,11 @@ impl<R: Source> IsoImage<R> {
         if let Some(info) = image.detect_susp(&primary_root)? {
             image.susp = info;
             image.naming = Naming::RockRidge;
-        } else if let Some(svd) = joliet {
-            if let Ok(root) = image.root_record(&svd) {
-                image.root = root;
-                image.naming = Naming::Joliet;
-            }
+        } else if let Some(svd) = joliet
+            && let Ok(root) = image.root_record(&svd)
+        {
+            image.root = root;
+            image.naming = Naming::Joliet;
         }
         Ok(image)
     }
@@ -627,7 +627,7 @@ fn first_record(data: &[u8]) -> Option<&[u8]> {
 /// SUSP §5: the system use area follows the name and its padding byte.
 fn system_use_area(record: &[u8]) -> &[u8] {
     let name_len = usize::from(record[DR_NAME_LEN]);
-    let start = DR_NAME + name_len + usize::from(name_len % 2 == 0);
+    let start = DR_NAME + name_len + usize::from(name_len.is_multiple_of(2));
     record.get(start..).unwrap_or(&[])
 }
 

@@ -51,12 +51,15 @@ pub fn detect(area: &[u8]) -> Option<SuspInfo> {
         .then_some(SuspInfo { skip: entry[6] })
 }
 
+/// Reads `buf.len()` bytes of the image at an offset.
+pub type ReadAt<'a> = dyn FnMut(u64, &mut [u8]) -> Result<(), ReadError> + 'a;
+
 /// Parse a system use area, reading CE continuation areas through
 /// `read_at(offset, buf)`.
 pub fn parse(
     area: &[u8],
     block_size: u64,
-    read_at: &mut dyn FnMut(u64, &mut [u8]) -> Result<(), ReadError>,
+    read_at: &mut ReadAt<'_>,
 ) -> Result<RockRidge, ParseError> {
     let mut rr = RockRidge::default();
     let mut name = Vec::new();

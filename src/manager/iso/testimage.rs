@@ -8,7 +8,7 @@ pub const ROOT_LBA: u32 = 18;
 
 /// A directory record (ECMA-119 §9.1) with both-endian fields.
 pub fn record(name: &[u8], lba: u32, len: u32, flags: u8) -> Vec<u8> {
-    let mut r = vec![0u8; 33 + name.len() + usize::from(name.len() % 2 == 0)];
+    let mut r = vec![0u8; 33 + name.len() + usize::from(name.len().is_multiple_of(2))];
     r[0] = r.len() as u8;
     r[2..6].copy_from_slice(&lba.to_le_bytes());
     r[6..10].copy_from_slice(&lba.to_be_bytes());
