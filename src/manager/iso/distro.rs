@@ -8,7 +8,9 @@
 //! `initrd.img-6.1.0-18-amd64`), and among several kernels the newest by
 //! version ordering wins.
 //!
-//! In `cmdline`, `{label}` becomes the ISO's volume label.
+//! In `cmdline`, `{label}` becomes the ISO's volume label, with spaces
+//! written `\x20` as udev's /dev/disk/by-label names (which archiso and
+//! dracut look the label up in) spell them.
 
 use crate::manager::disk::version::compare_versions;
 
@@ -46,194 +48,56 @@ const DEBIAN_INSTALLER: &str = "console=ttyS0";
 /// Alpine's init loads these modules to find and mount its media.
 const ALPINE: &str = "modules=loop,squashfs,sd-mod,usb-storage console=ttyS0";
 
+/// archiso finds its media by label.
+const ARCH: &str = "archisobasedir=arch archisolabel={label} console=ttyS0";
+/// Ubuntu's live system (casper) scans for its media itself.
+const CASPER: &str = "boot=casper console=ttyS0";
+const DEBIAN_LIVE: &str = "boot=live components console=ttyS0";
+const OPENSUSE: &str = "console=ttyS0";
+
+/// Tried in order: specific layouts before generic ones.
+#[rustfmt::skip]
 pub const LAYOUTS: &[Layout] = &[
     // Arch: current layout, then the pre-2020 one.
-    layout(
-        "arch",
-        None,
-        "/arch/boot/x86_64/vmlinuz-linux",
-        "/arch/boot/x86_64/initramfs-linux.img",
-        "archisobasedir=arch archisolabel={label} console=ttyS0",
-    ),
-    layout(
-        "arch",
-        None,
-        "/arch/boot/x86_64/vmlinuz",
-        "/arch/boot/x86_64/archiso.img",
-        "archisobasedir=arch archisolabel={label} console=ttyS0",
-    ),
-    // Ubuntu live (casper), current and older initrd names.
-    layout(
-        "ubuntu",
-        None,
-        "/casper/vmlinuz",
-        "/casper/initrd",
-        "boot=casper console=ttyS0",
-    ),
-    layout(
-        "ubuntu",
-        None,
-        "/casper/vmlinuz",
-        "/casper/initrd.gz",
-        "boot=casper console=ttyS0",
-    ),
-    layout(
-        "ubuntu",
-        None,
-        "/casper/vmlinuz",
-        "/casper/initrd.lz",
-        "boot=casper console=ttyS0",
-    ),
-    layout(
-        "ubuntu",
-        None,
-        "/casper/vmlinuz.efi",
-        "/casper/initrd.lz",
-        "boot=casper console=ttyS0",
-    ),
-    // Ubuntu alternate / netboot (debian-installer).
-    layout(
-        "ubuntu",
-        None,
-        "/install/vmlinuz",
-        "/install/initrd.gz",
-        DEBIAN_INSTALLER,
-    ),
-    layout(
-        "ubuntu",
-        None,
-        "/install/netboot/ubuntu-installer/amd64/linux",
-        "/install/netboot/ubuntu-installer/amd64/initrd.gz",
-        DEBIAN_INSTALLER,
-    ),
-    // Debian installer and Debian live.
-    layout(
-        "debian",
-        None,
-        "/install.amd/vmlinuz",
-        "/install.amd/initrd.gz",
-        DEBIAN_INSTALLER,
-    ),
-    layout(
-        "debian-live",
-        None,
-        "/live/vmlinuz*",
-        "/live/initrd.img*",
-        "boot=live components console=ttyS0",
-    ),
-    // Red Hat family: the label names the distribution.
-    layout(
-        "fedora",
-        Some("fedora"),
-        "/isolinux/vmlinuz",
-        "/isolinux/initrd.img",
-        ANACONDA,
-    ),
-    layout(
-        "fedora",
-        Some("fedora"),
-        "/images/pxeboot/vmlinuz",
-        "/images/pxeboot/initrd.img",
-        ANACONDA,
-    ),
-    layout(
-        "rocky",
-        Some("rocky"),
-        "/isolinux/vmlinuz",
-        "/isolinux/initrd.img",
-        ANACONDA,
-    ),
-    layout(
-        "rocky",
-        Some("rocky"),
-        "/images/pxeboot/vmlinuz",
-        "/images/pxeboot/initrd.img",
-        ANACONDA,
-    ),
-    layout(
-        "alma",
-        Some("alma"),
-        "/isolinux/vmlinuz",
-        "/isolinux/initrd.img",
-        ANACONDA,
-    ),
-    layout(
-        "alma",
-        Some("alma"),
-        "/images/pxeboot/vmlinuz",
-        "/images/pxeboot/initrd.img",
-        ANACONDA,
-    ),
-    layout(
-        "centos",
-        Some("centos"),
-        "/isolinux/vmlinuz",
-        "/isolinux/initrd.img",
-        ANACONDA,
-    ),
-    layout(
-        "centos",
-        Some("centos"),
-        "/images/pxeboot/vmlinuz",
-        "/images/pxeboot/initrd.img",
-        ANACONDA,
-    ),
-    layout(
-        "rhel",
-        Some("rhel"),
-        "/isolinux/vmlinuz",
-        "/isolinux/initrd.img",
-        ANACONDA,
-    ),
-    layout(
-        "rhel",
-        Some("rhel"),
-        "/images/pxeboot/vmlinuz",
-        "/images/pxeboot/initrd.img",
-        ANACONDA,
-    ),
-    layout(
-        "redhat",
-        None,
-        "/isolinux/vmlinuz",
-        "/isolinux/initrd.img",
-        ANACONDA,
-    ),
-    layout(
-        "redhat",
-        None,
-        "/images/pxeboot/vmlinuz",
-        "/images/pxeboot/initrd.img",
-        ANACONDA,
-    ),
-    // Alpine: the standard/extended flavour, then the virt one.
-    layout(
-        "alpine",
-        None,
-        "/boot/vmlinuz-lts",
-        "/boot/initramfs-lts",
-        ALPINE,
-    ),
-    layout(
-        "alpine",
-        None,
-        "/boot/vmlinuz-virt",
-        "/boot/initramfs-virt",
-        ALPINE,
-    ),
+    layout("arch",        None,           "/arch/boot/x86_64/vmlinuz-linux", "/arch/boot/x86_64/initramfs-linux.img", ARCH),
+    layout("arch",        None,           "/arch/boot/x86_64/vmlinuz",       "/arch/boot/x86_64/archiso.img",         ARCH),
+    // Ubuntu live (casper), current and older names.
+    layout("ubuntu",      None,           "/casper/vmlinuz",     "/casper/initrd",    CASPER),
+    layout("ubuntu",      None,           "/casper/vmlinuz",     "/casper/initrd.gz", CASPER),
+    layout("ubuntu",      None,           "/casper/vmlinuz",     "/casper/initrd.lz", CASPER),
+    layout("ubuntu",      None,           "/casper/vmlinuz.efi", "/casper/initrd.lz", CASPER),
+    // Ubuntu alternate and netboot (debian-installer).
+    layout("ubuntu",      None,           "/install/vmlinuz", "/install/initrd.gz", DEBIAN_INSTALLER),
+    layout("ubuntu",      None,           "/install/netboot/ubuntu-installer/amd64/linux",
+                                          "/install/netboot/ubuntu-installer/amd64/initrd.gz", DEBIAN_INSTALLER),
+    // Debian installer, then Debian live (versioned names).
+    layout("debian",      None,           "/install.amd/vmlinuz", "/install.amd/initrd.gz", DEBIAN_INSTALLER),
+    layout("debian-live", None,           "/live/vmlinuz*",       "/live/initrd.img*",      DEBIAN_LIVE),
+    // Red Hat family: the volume label names the distribution.
+    layout("fedora",      Some("fedora"), "/isolinux/vmlinuz",       "/isolinux/initrd.img",       ANACONDA),
+    layout("fedora",      Some("fedora"), "/images/pxeboot/vmlinuz", "/images/pxeboot/initrd.img", ANACONDA),
+    layout("rocky",       Some("rocky"),  "/isolinux/vmlinuz",       "/isolinux/initrd.img",       ANACONDA),
+    layout("rocky",       Some("rocky"),  "/images/pxeboot/vmlinuz", "/images/pxeboot/initrd.img", ANACONDA),
+    layout("alma",        Some("alma"),   "/isolinux/vmlinuz",       "/isolinux/initrd.img",       ANACONDA),
+    layout("alma",        Some("alma"),   "/images/pxeboot/vmlinuz", "/images/pxeboot/initrd.img", ANACONDA),
+    layout("centos",      Some("centos"), "/isolinux/vmlinuz",       "/isolinux/initrd.img",       ANACONDA),
+    layout("centos",      Some("centos"), "/images/pxeboot/vmlinuz", "/images/pxeboot/initrd.img", ANACONDA),
+    layout("rhel",        Some("rhel"),   "/isolinux/vmlinuz",       "/isolinux/initrd.img",       ANACONDA),
+    layout("rhel",        Some("rhel"),   "/images/pxeboot/vmlinuz", "/images/pxeboot/initrd.img", ANACONDA),
+    layout("redhat",      None,           "/isolinux/vmlinuz",       "/isolinux/initrd.img",       ANACONDA),
+    layout("redhat",      None,           "/images/pxeboot/vmlinuz", "/images/pxeboot/initrd.img", ANACONDA),
+    // Alpine: standard/extended flavours, then virt.
+    layout("alpine",      None,           "/boot/vmlinuz-lts",  "/boot/initramfs-lts",  ALPINE),
+    layout("alpine",      None,           "/boot/vmlinuz-virt", "/boot/initramfs-virt", ALPINE),
     // openSUSE installer.
-    layout(
-        "opensuse",
-        None,
-        "/boot/x86_64/loader/linux",
-        "/boot/x86_64/loader/initrd",
-        "console=ttyS0",
-    ),
+    layout("opensuse",    None,           "/boot/x86_64/loader/linux", "/boot/x86_64/loader/initrd", OPENSUSE),
 ];
 
 /// The kernel command line of `layout` for an ISO labelled `label`.
 pub fn cmdline(layout: &Layout, label: &str) -> String {
-    layout.cmdline.replace("{label}", label)
+    layout
+        .cmdline
+        .replace("{label}", &label.replace(' ', "\\x20"))
 }
 
 /// Whether `layout`'s label test passes for `label`.
@@ -357,6 +221,10 @@ mod tests {
         assert_eq!(
             cmdline(arch, "ARCH_202401"),
             "archisobasedir=arch archisolabel=ARCH_202401 console=ttyS0"
+        );
+        assert_eq!(
+            cmdline(arch, "ARCH 2024"),
+            "archisobasedir=arch archisolabel=ARCH\\x202024 console=ttyS0"
         );
         let fedora = LAYOUTS.iter().find(|l| l.distro == "fedora").unwrap();
         assert!(label_matches(fedora, "Fedora-S-dvd-x86_64-39"));
