@@ -462,3 +462,37 @@ fn real_multi_extent_file_from_xorriso() {
     .unwrap();
     assert_eq!(&tail, b"tail-marker");
 }
+
+#[test]
+fn relocated_deep_directories_are_found_at_their_place() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("tree");
+    let deep = "/a/b/c/d/e/f/g/h/i/j/file.txt";
+    iso_support::tree(&src, &[(deep, bytes(7, 3000))]);
+    let path = dir.path().join("deep.iso");
+    // Strict ISO 9660 depth (no "deep_paths"): xorriso relocates the
+    // deepest directory and leaves Rock Ridge CL/RE/PL entries behind.
+    let output = std::process::Command::new("xorriso")
+        .args(["-outdev"])
+        .arg(&path)
+        .args([
+            "-compliance",
+            "clear:only_iso_version:long_paths",
+            "-rockridge",
+            "on",
+            "-map",
+        ])
+        .arg(&src)
+        .args(["/", "-commit"])
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let mut image = iso::reader::IsoImage::open(&path).unwrap();
+    assert_eq!(image.read(deep, 1 << 20).unwrap(), bytes(7, 3000));
+    let files = image.walk_files().unwrap();
+    assert_eq!(files, vec![(deep.to_string(), 3000)]);
+}

@@ -362,7 +362,7 @@ impl<R: Source> IsoImage<R> {
             if name_len == 1 && (raw_name[0] == 0 || raw_name[0] == 1) {
                 continue; // "." and ".."
             }
-            let (extent, flags) = self.record_extent(record, path)?;
+            let (mut extent, mut flags) = self.record_extent(record, path)?;
             let rr = if self.naming == Naming::RockRidge {
                 let area = system_use_area(record);
                 let area = area.get(usize::from(self.susp.skip)..).unwrap_or(&[]);
@@ -372,6 +372,10 @@ impl<R: Source> IsoImage<R> {
             };
             if rr.as_ref().is_some_and(|rr| rr.relocated) {
                 continue; // RRIP §4.1.5.2: shown at its original place instead.
+            }
+            if let Some(lba) = rr.as_ref().and_then(|rr| rr.child_link) {
+                extent = self.relocated_directory(lba, path)?;
+                flags |= FLAG_DIRECTORY;
             }
             let name = match rr.as_ref().and_then(|rr| rr.name.clone()) {
                 Some(name) => name,
@@ -415,6 +419,31 @@ impl<R: Source> IsoImage<R> {
             )));
         }
         Ok(entries)
+    }
+
+    /// The extent of the directory a CL entry points at, from its "." record.
+    fn relocated_directory(&mut self, lba: u64, path: &str) -> Result<Extent, ReadError> {
+        let start = lba * self.block_size;
+        let mut record = [0u8; DR_NAME + 1];
+        if start + record.len() as u64 > self.len {
+            return Err(ReadError::BeyondImage {
+                path: format!("{path} (relocated directory)"),
+                start,
+                size: record.len() as u64,
+                image_len: self.len,
+            });
+        }
+        read_exact_at(&mut self.source, start, &mut record).map_err(|source| ReadError::Io {
+            path: self.origin.clone(),
+            source,
+        })?;
+        let (extent, flags) = self.record_extent(&record, path)?;
+        if flags & FLAG_DIRECTORY == 0 || extent.start != start {
+            return Err(ReadError::Corrupt(format!(
+                "Rock Ridge child link in '{path}' does not point at a directory"
+            )));
+        }
+        Ok(extent)
     }
 
     fn read_rock_ridge(&mut self, area: &[u8], path: &str) -> Result<susp::RockRidge, ReadError> {

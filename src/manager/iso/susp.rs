@@ -1,6 +1,6 @@
 //! System Use Sharing Protocol entries and the Rock Ridge ones the reader
-//! needs: NM (alternate name), SL (symbolic link), RE (relocated
-//! directory), followed through CE continuation areas.
+//! needs: NM (alternate name), SL (symbolic link), RE and CL (relocated
+//! directories), followed through CE continuation areas.
 //!
 //! Spec: IEEE P1281 SUSP 1.12 §5, IEEE P1282 RRIP 1.12 §4.1.
 
@@ -37,6 +37,8 @@ pub struct RockRidge {
     pub name: Option<String>,
     pub symlink: Option<String>,
     pub relocated: bool,
+    /// RRIP §4.1.5.1: this entry stands for the directory at this block.
+    pub child_link: Option<u64>,
 }
 
 pub enum ParseError {
@@ -109,6 +111,7 @@ pub fn parse(
                     parse_sl(&data[1..], &mut link, &mut link_part)?;
                 }
                 b"RE" => rr.relocated = true,
+                b"CL" if data.len() >= 8 => rr.child_link = Some(u64::from(le32(data, 0))),
                 _ => {}
             }
         }
