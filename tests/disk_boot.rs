@@ -114,7 +114,7 @@ fn mbr_logical_partition_holds_the_root() {
     place(&disk, 2048 + PART_SECTORS + 2048, &fs);
     let found = disk::find_disk_kernel(&disk).unwrap();
     assert_eq!(
-        (found.volume.as_str(), found.root_volume.as_str()),
+        (found.volume.as_str(), found.root_source.as_str()),
         ("partition 5", "partition 5")
     );
     let dest = dir.path().join("out");
@@ -177,10 +177,10 @@ fn gpt_with_a_separate_boot_partition() {
         Some("/initramfs-6.5.12-300.fc39.x86_64.img")
     );
     assert_eq!(
-        (found.volume.as_str(), found.root_volume.as_str()),
+        (found.volume.as_str(), found.root_source.as_str()),
         ("partition 2", "partition 3")
     );
-    assert_eq!(found.root_uuid, ROOT_UUID);
+    assert_eq!(found.root_arg, format!("root=UUID={ROOT_UUID}"));
     let dest = dir.path().join("out");
     let boot = disk::resolve_disk_boot(&disk, &dest).unwrap();
     assert_boot(&boot, &dest, &kernel, Some(&initrd), ROOT_UUID);
@@ -359,4 +359,72 @@ fn random_metadata_mutations_never_panic() {
         ok > 0,
         "no mutant booted at all: the mutations are too coarse"
     );
+}
+
+/// A GPT disk: partition 1 an ext4 /boot built from `boot_files`,
+/// partition 2 a root this tool cannot read (junk standing in for LVM).
+fn boot_plus_unreadable_root(dir: &Path, boot_files: &Files) -> std::path::PathBuf {
+    let boot_fs = filesystem(dir, "boot", "ext4", FS_MIB, BOOT_UUID, boot_files, &[]);
+    let disk = dir.join("lvm.img");
+    let p1 = 2048;
+    let p2 = p1 + PART_SECTORS;
+    let script = format!(
+        "label: gpt\n\
+         start={p1}, size={PART_SECTORS}, type=0FC63DAF-8483-4772-8E79-3D69D8477DE4\n\
+         start={p2}, size={PART_SECTORS}, type=E6D6D379-F507-44C2-A23C-238F2A3DF928\n"
+    );
+    partitioned(&disk, 48, &script);
+    place(&disk, p1, &boot_fs);
+    junk(&disk, p2, 1 << 20, 8);
+    disk
+}
+
+#[test]
+fn root_on_lvm_comes_from_grub_cfg() {
+    let dir = tempfile::tempdir().unwrap();
+    let grub = "menuentry 'Ubuntu, 5.15.0-88' {\n\tlinux /vmlinuz-5.15.0-88-generic root=/dev/mapper/old ro\n}\n\
+                menuentry 'Ubuntu, 5.15.0-91' {\n\tlinux\t/vmlinuz-5.15.0-91-generic root=/dev/mapper/ubuntu--vg-ubuntu--lv ro quiet splash\n\tinitrd /initrd.img-5.15.0-91-generic\n}\n";
+    let files = vec![
+        ("/vmlinuz-5.15.0-88-generic", bytes(60, 100)),
+        ("/initrd.img-5.15.0-88-generic", bytes(61, 100)),
+        ("/vmlinuz-5.15.0-91-generic", bytes(62, 100)),
+        ("/initrd.img-5.15.0-91-generic", bytes(63, 100)),
+        ("/grub/grub.cfg", grub.as_bytes().to_vec()),
+    ];
+    let disk = boot_plus_unreadable_root(dir.path(), &files);
+    let found = disk::find_disk_kernel(&disk).unwrap();
+    assert_eq!(found.kernel, "/vmlinuz-5.15.0-91-generic");
+    assert_eq!(found.root_arg, "root=/dev/mapper/ubuntu--vg-ubuntu--lv");
+    assert_eq!(found.root_source, "partition 1:/grub/grub.cfg");
+}
+
+#[test]
+fn root_on_btrfs_comes_from_boot_loader_spec_entries() {
+    let dir = tempfile::tempdir().unwrap();
+    let entry = "title Fedora Linux (6.5.6-300.fc39.x86_64)\nversion 6.5.6-300.fc39.x86_64\n\
+                 linux /vmlinuz-6.5.6-300.fc39.x86_64\ninitrd /initramfs-6.5.6-300.fc39.x86_64.img\n\
+                 options root=UUID=11111111-2222-3333-4444-555555555555 ro rootflags=subvol=root rhgb quiet\n";
+    let files = vec![
+        ("/vmlinuz-6.5.6-300.fc39.x86_64", bytes(70, 100)),
+        ("/initramfs-6.5.6-300.fc39.x86_64.img", bytes(71, 100)),
+        (
+            "/loader/entries/abc-6.5.6-300.fc39.x86_64.conf",
+            entry.as_bytes().to_vec(),
+        ),
+    ];
+    let disk = boot_plus_unreadable_root(dir.path(), &files);
+    let dest = dir.path().join("out");
+    let boot = disk::resolve_disk_boot(&disk, &dest).unwrap();
+    assert_eq!(
+        boot.root_arg,
+        "root=UUID=11111111-2222-3333-4444-555555555555 rootflags=subvol=root"
+    );
+    assert_eq!(std::fs::read(&boot.kernel).unwrap(), bytes(70, 100));
+
+    // Without any bootloader configuration the root cannot be named.
+    let dir = tempfile::tempdir().unwrap();
+    let files = vec![("/vmlinuz-6.5.6", bytes(70, 100))];
+    let disk = boot_plus_unreadable_root(dir.path(), &files);
+    let err = disk::find_disk_kernel(&disk).unwrap_err();
+    assert!(matches!(err, Error::NoRoot { .. }), "{err}");
 }

@@ -9,6 +9,7 @@ use std::path::Path;
 
 use ext4_view::{Ext4, Ext4Read, FileType};
 
+use super::bootloader;
 use super::partition::{self, TableKind};
 use super::version::compare_versions;
 use super::{Error, image};
@@ -53,15 +54,12 @@ pub struct DiskKernel {
     pub version: String,
     pub kernel_size: u64,
     pub initrd_size: Option<u64>,
-    /// Where the root filesystem lives and its UUID.
-    pub root_volume: String,
-    pub root_uuid: String,
-}
-
-impl DiskKernel {
-    pub fn root_arg(&self) -> String {
-        format!("root=UUID={}", self.root_uuid)
-    }
+    /// `root=UUID=...` of the root filesystem (one with /etc); for roots
+    /// this tool cannot read (LVM, btrfs), the root parameters of the
+    /// bootloader configuration next to the kernel.
+    pub root_arg: String,
+    /// Where `root_arg` came from ("partition 3", "partition 2:/grub/grub.cfg").
+    pub root_source: String,
 }
 
 /// `Ext4Read` over one partition of a disk image file; reads outside the
@@ -137,16 +135,29 @@ pub fn find(disk: &Path) -> Result<DiskKernel, Error> {
         });
     };
     let (volume, fs) = &filesystems[best.volume];
-    let root = match roots.first() {
-        Some(&index) => index,
+    let ext_root = match roots.first() {
+        Some(&index) => Some(index),
         // No /etc anywhere: a filesystem whose own /boot holds the kernel is its root.
-        None if best.dir == "/boot" => best.volume,
-        None => {
-            return Err(Error::NoRoot {
-                path: disk.to_path_buf(),
-                kernel_volume: volume.name.clone(),
-            });
+        None if best.dir == "/boot" => Some(best.volume),
+        None => None,
+    };
+    let (root_arg, root_source) = match ext_root {
+        Some(index) => {
+            let (root_volume, root_fs) = &filesystems[index];
+            (
+                format!("root=UUID={}", root_fs.uuid()),
+                root_volume.name.clone(),
+            )
         }
+        None => match bootloader::root_params(fs, &best.name) {
+            Some((params, file)) => (params, format!("{}:{file}", volume.name)),
+            None => {
+                return Err(Error::NoRoot {
+                    path: disk.to_path_buf(),
+                    kernel_volume: volume.name.clone(),
+                });
+            }
+        },
     };
     let join = |name: &str| {
         if best.dir == "/" {
@@ -165,7 +176,6 @@ pub fn find(disk: &Path) -> Result<DiskKernel, Error> {
         .iter()
         .map(|(prefix, suffix)| join(&format!("{prefix}{}{suffix}", best.version)))
         .find_map(|path| file_size(fs, &path).ok().map(|size| (path, size)));
-    let (root_volume, root_fs) = &filesystems[root];
     Ok(DiskKernel {
         volume: volume.name.clone(),
         kernel,
@@ -173,8 +183,8 @@ pub fn find(disk: &Path) -> Result<DiskKernel, Error> {
         version: best.version.clone(),
         kernel_size,
         initrd_size: initrd.map(|(_, s)| s),
-        root_volume: root_volume.name.clone(),
-        root_uuid: root_fs.uuid().to_string(),
+        root_arg,
+        root_source,
     })
 }
 

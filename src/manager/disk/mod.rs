@@ -3,6 +3,7 @@
 //! by reading its partition table and ext2/3/4 filesystems in-process.
 
 pub mod boot;
+mod bootloader;
 pub mod image;
 pub mod partition;
 pub mod version;
@@ -60,7 +61,11 @@ pub enum Error {
     },
     #[error("no vmlinuz-* kernel found on {} ({looked})", .path.display())]
     NoKernel { path: PathBuf, looked: String },
-    #[error("{}: the kernel is on {kernel_volume}, but no root filesystem (one with /etc) was found", .path.display())]
+    #[error(
+        "{}: the kernel is on {kernel_volume}, but neither an ext root filesystem (one with /etc) \
+         nor a bootloader configuration giving root= was found",
+        .path.display()
+    )]
     NoRoot {
         path: PathBuf,
         kernel_volume: String,
@@ -125,7 +130,7 @@ pub fn resolve_disk_boot(disk: &Path, dest: &Path) -> Result<DiskBoot, Error> {
     Ok(DiskBoot {
         kernel,
         initrd,
-        root_arg: found.root_arg(),
+        root_arg: found.root_arg,
     })
 }
 
@@ -226,7 +231,7 @@ pub fn run(command: &DiskCommand) -> anyhow::Result<ExitCode> {
                 _ => println!("  initrd   (none found)"),
             }
             println!("  version  {}", found.version);
-            println!("  root     {} ({})", found.root_arg(), found.root_volume);
+            println!("  root     {} (from {})", found.root_arg, found.root_source);
         }
     }
     Ok(ExitCode::SUCCESS)
