@@ -134,7 +134,7 @@ fn find_layout<R: reader::Source>(
     layout: &Layout,
 ) -> Result<Option<(String, String)>, ReadError> {
     if !layout.kernel.contains('*') {
-        let found = file_exists(image, layout.kernel)? && file_exists(image, layout.initrd)?;
+        let found = image.file_exists(layout.kernel)? && image.file_exists(layout.initrd)?;
         return Ok(found.then(|| (layout.kernel.to_string(), layout.initrd.to_string())));
     }
     let (kdir, kpattern) = distro::split(layout.kernel);
@@ -160,20 +160,12 @@ fn find_layout<R: reader::Source>(
         .map(|(k, i)| (format!("{kdir}/{k}"), format!("{idir}/{i}"))))
 }
 
-fn file_exists<R: reader::Source>(image: &mut IsoImage<R>, path: &str) -> Result<bool, ReadError> {
-    match image.lookup(path) {
-        Ok(entry) => Ok(!entry.is_dir),
-        Err(ReadError::NotFound(_) | ReadError::NotDirectory(_)) => Ok(false),
-        Err(e) => Err(e),
-    }
-}
-
 /// Boot a hand-picked kernel and initrd of `iso` (for layouts the table
 /// does not know); both must be regular files in the image.
 pub fn choose(iso: &Path, kernel: &str, initrd: &str) -> Result<IsoBoot, Error> {
     let mut image = open(iso)?;
     for path in [kernel, initrd] {
-        let exists = file_exists(&mut image, path).map_err(|source| Error::Read {
+        let exists = image.file_exists(path).map_err(|source| Error::Read {
             iso: iso.to_path_buf(),
             source,
         })?;

@@ -533,9 +533,14 @@ impl<R: Source> IsoImage<R> {
         Ok(stack.pop().expect("stack holds the root"))
     }
 
-    /// Whether `path` names a regular file.
-    pub fn is_file(&mut self, path: &str) -> bool {
-        matches!(self.lookup(path), Ok(e) if !e.is_dir)
+    /// Whether `path` names a regular file; a missing path is `false`,
+    /// a damaged image on the way there an error.
+    pub fn file_exists(&mut self, path: &str) -> Result<bool, ReadError> {
+        match self.lookup(path) {
+            Ok(entry) => Ok(!entry.is_dir),
+            Err(ReadError::NotFound(_) | ReadError::NotDirectory(_)) => Ok(false),
+            Err(e) => Err(e),
+        }
     }
 
     /// Every regular file's path, walking the whole tree with bounded
