@@ -428,3 +428,33 @@ fn root_on_btrfs_comes_from_boot_loader_spec_entries() {
     let err = disk::find_disk_kernel(&disk).unwrap_err();
     assert!(matches!(err, Error::NoRoot { .. }), "{err}");
 }
+
+#[test]
+fn with_two_systems_the_newest_kernel_brings_its_own_root() {
+    let dir = tempfile::tempdir().unwrap();
+    let old = vec![
+        ("/etc/fstab", b"/\n".to_vec()),
+        ("/boot/vmlinuz-5.10.0", bytes(80, 100)),
+    ];
+    let new = vec![
+        ("/etc/fstab", b"/\n".to_vec()),
+        ("/boot/vmlinuz-6.1.0", bytes(81, 100)),
+    ];
+    let old_fs = filesystem(dir.path(), "old", "ext4", FS_MIB, BOOT_UUID, &old, &[]);
+    let new_fs = filesystem(dir.path(), "new", "ext4", FS_MIB, ROOT_UUID, &new, &[]);
+    let disk = dir.path().join("two.img");
+    let p2 = 2048 + PART_SECTORS;
+    let script = format!(
+        "label: dos\nstart=2048, size={PART_SECTORS}, type=83\nstart={p2}, size={PART_SECTORS}, type=83\n"
+    );
+    partitioned(&disk, 40, &script);
+    place(&disk, 2048, &old_fs);
+    place(&disk, p2, &new_fs);
+    let found = disk::find_disk_kernel(&disk).unwrap();
+    assert_eq!(
+        (found.kernel.as_str(), found.volume.as_str()),
+        ("/boot/vmlinuz-6.1.0", "partition 2")
+    );
+    assert_eq!(found.root_arg, format!("root=UUID={ROOT_UUID}"));
+    assert_eq!(found.initrd, None);
+}

@@ -136,6 +136,8 @@ pub fn find(disk: &Path) -> Result<DiskKernel, Error> {
     };
     let (volume, fs) = &filesystems[best.volume];
     let ext_root = match roots.first() {
+        // The kernel's own filesystem, when it is a root (several systems on one disk).
+        Some(_) if roots.contains(&best.volume) => Some(best.volume),
         Some(&index) => Some(index),
         // No /etc anywhere: a filesystem whose own /boot holds the kernel is its root.
         None if best.dir == "/boot" => Some(best.volume),
