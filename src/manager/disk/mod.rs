@@ -1,22 +1,90 @@
-//! PLACEHOLDER with the contract: disk images (sparse create, resize, sizes)
-//! and booting the kernel installed on a disk. Owned by the ISO/disk work.
+//! Disk images: sparse raw creation, growing, apparent/allocated sizes,
+//! and booting the kernel installed on a disk (`[boot] kernel = disk:auto`)
+//! by reading its partition table and ext2/3/4 filesystems in-process.
+
+pub mod boot;
+mod bootloader;
+pub mod image;
+pub mod partition;
+pub mod version;
 
 use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context;
+
+use crate::manager::iso::{output, progress::Progress};
+use crate::manager::size::{format_size, parse_size};
+
+pub use boot::{DiskKernel, find as find_disk_kernel};
+pub use image::{create_sparse, resize, usage};
+
+/// A bare number in `disk create/resize SIZE` counts MiB, like config.ini.
+const BARE_SIZE_UNIT: u64 = 1 << 20;
+/// File names of the copies `resolve_disk_boot` makes in its dest folder.
+pub const BOOT_KERNEL_NAME: &str = "vmlinuz";
+pub const BOOT_INITRD_NAME: &str = "initrd.img";
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("not implemented yet")]
-    NotImplemented,
+    #[error("cannot access {path}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{} already exists; not overwriting it", .0.display())]
+    Exists(PathBuf),
+    #[error("{}: a disk image cannot be 0 bytes", .0.display())]
+    ZeroSize(PathBuf),
+    #[error(
+        "{}: shrinking from {old} to {new} bytes would destroy data; pass --allow-shrink to do it anyway",
+        .path.display()
+    )]
+    Shrink { path: PathBuf, old: u64, new: u64 },
+    #[error("{} is a {format} image; only raw images are supported (convert with `qemu-img convert -O raw`)", .path.display())]
+    NotRaw { path: PathBuf, format: &'static str },
+    #[error("cannot read the partition table of {}", .path.display())]
+    Partition {
+        path: PathBuf,
+        #[source]
+        source: partition::Error,
+    },
+    #[error("{} has neither a partition table nor an ext2/3/4 filesystem", .0.display())]
+    NoFilesystem(PathBuf),
+    #[error("cannot read the ext2/3/4 filesystem on {volume} of {}", .path.display())]
+    Ext4 {
+        path: PathBuf,
+        volume: String,
+        #[source]
+        source: ext4_view::Ext4Error,
+    },
+    #[error("no vmlinuz-* kernel found on {} ({looked})", .path.display())]
+    NoKernel { path: PathBuf, looked: String },
+    #[error(
+        "{}: the kernel is on {kernel_volume}, but neither an ext root filesystem (one with /etc) \
+         nor a bootloader configuration giving root= was found",
+        .path.display()
+    )]
+    NoRoot {
+        path: PathBuf,
+        kernel_volume: String,
+    },
+    #[error("{file} on {} claims {size} bytes, more than a kernel or initrd can be", .path.display())]
+    TooLarge {
+        path: PathBuf,
+        file: String,
+        size: u64,
+    },
 }
 
-/// Create a sparse raw image of `size` bytes; refuses to overwrite.
-pub fn create_sparse(_path: &Path, _size: u64) -> Result<(), Error> {
-    Err(Error::NotImplemented)
-}
-
-/// Apparent and allocated size of an image, in bytes.
-pub fn usage(_path: &Path) -> Result<(u64, u64), Error> {
-    Err(Error::NotImplemented)
+impl Error {
+    fn io(path: &Path, source: std::io::Error) -> Self {
+        Error::Io {
+            path: path.to_path_buf(),
+            source,
+        }
+    }
 }
 
 /// The kernel installed on a disk (`[boot] kernel = disk:auto`).
@@ -28,18 +96,184 @@ pub struct DiskBoot {
     pub root_arg: String,
 }
 
-/// Find the newest kernel on `disk` and copy it (and its initrd) into `dest`.
-pub fn resolve_disk_boot(_disk: &Path, _dest: &Path) -> Result<DiskBoot, Error> {
-    Err(Error::NotImplemented)
+/// Find the newest kernel on `disk` and copy it (and its initrd) into
+/// `dest` (created if missing) as `vmlinuz` and `initrd.img`; a stale
+/// `initrd.img` is removed when the kernel has none.
+pub fn resolve_disk_boot(disk: &Path, dest: &Path) -> Result<DiskBoot, Error> {
+    let found = boot::find(disk)?;
+    std::fs::create_dir_all(dest).map_err(|e| Error::io(dest, e))?;
+    let total = found.kernel_size + found.initrd_size.unwrap_or(0);
+    let progress = Progress::bytes(total, "kernel");
+    let kernel = dest.join(BOOT_KERNEL_NAME);
+    copy_out(disk, &found.volume, &found.kernel, &kernel, &mut |n| {
+        progress.set(n)
+    })?;
+    let initrd_path = dest.join(BOOT_INITRD_NAME);
+    let initrd = match &found.initrd {
+        Some(path) => {
+            progress.set_message("initrd");
+            copy_out(disk, &found.volume, path, &initrd_path, &mut |n| {
+                progress.set(found.kernel_size + n)
+            })?;
+            Some(initrd_path)
+        }
+        None => {
+            match std::fs::remove_file(&initrd_path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(Error::io(&initrd_path, e)),
+            }
+            None
+        }
+    };
+    progress.finish();
+    Ok(DiskBoot {
+        kernel,
+        initrd,
+        root_arg: found.root_arg,
+    })
 }
 
-/// `disk create|resize|info` subcommands.
+fn copy_out(
+    disk: &Path,
+    volume: &str,
+    path: &str,
+    to: &Path,
+    progress: &mut dyn FnMut(u64),
+) -> Result<(), Error> {
+    // The closure must report the disk error, so carry it out of the io::Error.
+    let mut failure = None;
+    let written = output::write_atomically(to, |out| {
+        boot::copy_file(disk, volume, path, out, progress).map_err(|e| {
+            failure = Some(e);
+            std::io::Error::other("copy failed")
+        })
+    });
+    match (written, failure) {
+        (_, Some(e)) => Err(e),
+        (Err(e), None) => Err(Error::io(to, e)),
+        (Ok(()), None) => Ok(()),
+    }
+}
+
+/// `disk create|resize|info|boot-info` subcommands.
 #[derive(Debug, clap::Subcommand)]
 pub enum DiskCommand {
-    /// Create a sparse raw disk image.
-    Create { path: PathBuf, size: String },
+    /// Create a sparse raw disk image (instant; blocks are allocated on write).
+    Create {
+        path: PathBuf,
+        /// Size: 20G, 512M, 1.5T; a bare number counts MiB.
+        size: String,
+    },
+    /// Grow a raw disk image to SIZE (or by +SIZE); shrinking needs --allow-shrink.
+    Resize {
+        path: PathBuf,
+        /// New size (20G), or +SIZE to grow by that much.
+        size: String,
+        /// Allow making the image smaller, destroying data past the new end.
+        #[arg(long)]
+        allow_shrink: bool,
+    },
+    /// Show format, apparent and allocated size, and partitions of an image.
+    Info { path: PathBuf },
+    /// Show the kernel, initrd and root= that `kernel = disk:auto` would boot.
+    #[command(visible_alias = "which-kernel")]
+    BootInfo { path: PathBuf },
 }
 
-pub fn run(_command: &DiskCommand) -> anyhow::Result<std::process::ExitCode> {
-    anyhow::bail!("disk is not implemented yet")
+pub fn run(command: &DiskCommand) -> anyhow::Result<ExitCode> {
+    match command {
+        DiskCommand::Create { path, size } => {
+            let bytes =
+                parse_size(size, BARE_SIZE_UNIT).with_context(|| format!("disk size '{size}'"))?;
+            create_sparse(path, bytes)?;
+            println!(
+                "created {} ({}, sparse raw)",
+                path.display(),
+                format_size(bytes)
+            );
+        }
+        DiskCommand::Resize {
+            path,
+            size,
+            allow_shrink,
+        } => {
+            let (relative, text) = match size.strip_prefix('+') {
+                Some(rest) => (true, rest),
+                None => (false, size.as_str()),
+            };
+            let bytes =
+                parse_size(text, BARE_SIZE_UNIT).with_context(|| format!("disk size '{size}'"))?;
+            let (current, _) = usage(path)?;
+            let new = if relative {
+                current.checked_add(bytes).context("size overflows")?
+            } else {
+                bytes
+            };
+            let old = resize(path, new, *allow_shrink)?;
+            println!(
+                "{}: {} -> {}",
+                path.display(),
+                format_size(old),
+                format_size(new)
+            );
+        }
+        DiskCommand::Info { path } => print_info(path)?,
+        DiskCommand::BootInfo { path } => {
+            let found = boot::find(path)?;
+            println!("{}:", path.display());
+            println!(
+                "  kernel   {} on {} ({} bytes)",
+                found.kernel, found.volume, found.kernel_size
+            );
+            match (&found.initrd, found.initrd_size) {
+                (Some(initrd), Some(size)) => println!("  initrd   {initrd} ({size} bytes)"),
+                _ => println!("  initrd   (none found)"),
+            }
+            println!("  version  {}", found.version);
+            println!("  root     {} (from {})", found.root_arg, found.root_source);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_info(path: &Path) -> anyhow::Result<()> {
+    let (apparent, allocated) = usage(path)?;
+    let file =
+        std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+    let format = image::foreign_format(&file)
+        .with_context(|| format!("cannot read {}", path.display()))?
+        .unwrap_or("raw");
+    println!("{}:", path.display());
+    println!("  format     {format}");
+    println!("  apparent   {} ({apparent} bytes)", format_size(apparent));
+    println!(
+        "  allocated  {} ({allocated} bytes)",
+        format_size(allocated)
+    );
+    if format != "raw" {
+        return Ok(());
+    }
+    match boot::table_kind(&file, apparent) {
+        Ok(Some((kind, parts))) => {
+            println!("  table      {kind:?}");
+            for p in parts {
+                let name = if p.name.is_empty() {
+                    String::new()
+                } else {
+                    format!(" '{}'", p.name)
+                };
+                println!(
+                    "  partition {}: {} at byte {}, type {}{name}",
+                    p.number,
+                    format_size(p.size),
+                    p.start,
+                    p.kind
+                );
+            }
+        }
+        Ok(None) => println!("  table      none"),
+        Err(e) => println!("  table      unreadable: {e}"),
+    }
+    Ok(())
 }
