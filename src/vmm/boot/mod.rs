@@ -9,6 +9,8 @@ mod bzimage;
 mod e820;
 mod elf;
 mod gdt;
+#[cfg(test)]
+mod kvm_tests;
 mod paging;
 mod pvh;
 mod regs;
