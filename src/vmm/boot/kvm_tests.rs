@@ -31,10 +31,15 @@ const RUN_TIMEOUT: Duration = Duration::from_secs(30);
 
 fn guest_code(pointer_reg_modrm: u8) -> Vec<u8> {
     vec![
-        0x48, 0xff, 0xc8, // dec rax | dec eax; dec eax
-        0xe6, 0xf4, // out 0xf4, al
-        0x8a, pointer_reg_modrm, // mov al, [rsi] (0x06) / [rbx] (0x03)
-        0xe6, 0xf4, // out 0xf4, al
+        0x48,
+        0xff,
+        0xc8, // dec rax | dec eax; dec eax
+        0xe6,
+        0xf4, // out 0xf4, al
+        0x8a,
+        pointer_reg_modrm, // mov al, [rsi] (0x06) / [rbx] (0x03)
+        0xe6,
+        0xf4, // out 0xf4, al
         0xf4, // hlt
     ]
 }
@@ -97,7 +102,8 @@ fn run(mut vcpu: VcpuFd) -> (Vec<u8>, String) {
 
 fn boot(entry: EntryPoint, code_at: u64, pointer: u64, modrm: u8) -> (Vec<u8>, String) {
     let mem = create_guest_memory(16).unwrap();
-    mem.write_slice(&guest_code(modrm), GuestAddress(code_at)).unwrap();
+    mem.write_slice(&guest_code(modrm), GuestAddress(code_at))
+        .unwrap();
     mem.write_obj(MARKER, GuestAddress(pointer)).unwrap();
     let (_kvm, vm) = create_vm(&mem);
     let vcpu = vm.create_vcpu(0).unwrap();
