@@ -121,6 +121,8 @@ pub enum Error {
         max: u64,
         limit_from: String,
     },
+    #[error("cannot write the kernel command line")]
+    CmdlineWrite(#[source] linux_loader::loader::Error),
     #[error("kernel command line is invalid: {0}")]
     CmdlineInvalid(String),
     #[error("guest memory does not match the configured {memory_mib} MiB")]
@@ -251,12 +253,8 @@ pub fn load(mem: &GuestMemoryMmap, spec: &KernelSpec) -> Result<BootSetup, Error
         }
         None => None,
     };
-    linux_loader::loader::load_cmdline(mem, GuestAddress(CMDLINE_START), &cmdline).map_err(
-        |source| Error::LoadKernel {
-            path: spec.kernel.to_path_buf(),
-            source,
-        },
-    )?;
+    linux_loader::loader::load_cmdline(mem, GuestAddress(CMDLINE_START), &cmdline)
+        .map_err(Error::CmdlineWrite)?;
     match &plan.image {
         Image::Bz(bz) => bz.write_boot_params(mem, placed, &map)?,
         Image::Elf(_) => pvh::write(mem, placed, &map)?,
