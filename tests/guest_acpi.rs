@@ -91,6 +91,14 @@ fn smp_guest_starts_every_ap_with_init_sipi() {
 }
 
 #[test]
+fn smp_guest_with_one_cpu_starts_no_ap() {
+    let run = common::run_guest(common::vm_config("smp1", "smp"), TIMEOUT);
+    run.assert_ok();
+    assert_eq!(run.value("CPUS_UP"), "1", "{}", run.serial);
+    assert!(!run.serial.contains("AP "), "{}", run.serial);
+}
+
+#[test]
 fn smp_guest_starts_four_cpus() {
     let mut c = common::vm_config("smp4", "smp");
     c.vcpus = 4;

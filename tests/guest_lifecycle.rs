@@ -7,7 +7,7 @@ mod common;
 use std::time::Duration;
 
 use common::HostKind;
-use xhyve_manager::vmm::ExitReason;
+use xhyve_manager::vmm::{Command, ExitReason, Response};
 
 const TIMEOUT: Duration = Duration::from_secs(60);
 /// xgetbv: 0f 01 d0.
@@ -116,4 +116,47 @@ fn unsupported_instruction_is_an_emulation_failure_or_runs() {
         }
         other => panic!("unexpected exit {other:?}; serial:\n{}", run.serial),
     }
+}
+
+/// The highest `count=N` printed so far.
+fn last_count(serial: &str) -> Option<u64> {
+    common::values(serial, "count")
+        .iter()
+        .map(|v| common::parse_num(v))
+        .max()
+}
+
+#[test]
+fn paused_guest_does_not_run_until_resumed() {
+    let mut vm = common::start_guest(common::vm_config("counter-pause", "counter"));
+    vm.wait_for_serial("count=2\n", TIMEOUT);
+    assert_eq!(vm.request(Command::Pause), Response::Ok);
+    // Output already on its way may still arrive; after that, nothing.
+    let before = vm.serial();
+    std::thread::sleep(Duration::from_millis(200));
+    let paused = vm.serial();
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(
+        vm.serial(),
+        paused,
+        "the guest printed while paused (before: {before:?})"
+    );
+    let last = last_count(&paused).expect("no count line");
+    assert_eq!(vm.request(Command::Resume), Response::Ok);
+    vm.wait_for_serial(&format!("count={}\n", last + 2), TIMEOUT);
+    let run = vm.stop();
+    assert_eq!(run.exit, ExitReason::Stopped, "{}", run.serial);
+}
+
+#[test]
+fn console_input_reaches_the_guest() {
+    let mut vm = common::start_guest(common::vm_config("echo", "echo"));
+    vm.wait_for_serial("READY\n", TIMEOUT);
+    let input = vm.handle().console_input();
+    input.send(b"hello guest\n");
+    vm.wait_for_serial("ECHO=hello guest\n", TIMEOUT);
+    input.send(b"second line\r\nexit\n");
+    let run = vm.wait_exit(TIMEOUT);
+    run.assert_ok();
+    assert_eq!(run.values("ECHO"), ["hello guest", "second line", "exit"]);
 }

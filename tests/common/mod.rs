@@ -50,6 +50,7 @@ pub const GUESTS: &[&str] = &[
     "spin",
     "emufail",
     "virtio",
+    "echo",
 ];
 
 fn guests_src() -> PathBuf {
@@ -263,9 +264,16 @@ pub struct RunningGuest {
     exit: Option<ExitReason>,
 }
 
-/// Build and start `config` with a capturing console.
+/// Build and start `config` with a capturing console. Panics with a clear
+/// message on a host without a usable /dev/kvm.
 pub fn start_guest(config: VmConfig) -> RunningGuest {
     let name = config.name.clone();
+    static KVM: OnceLock<HostKind> = OnceLock::new();
+    assert_ne!(
+        *KVM.get_or_init(host_kind),
+        HostKind::NoKvm,
+        "VM {name}: these tests need a usable /dev/kvm"
+    );
     let serial = SerialCapture::new();
     let vm = vmm::build(config, serial.writer())
         .unwrap_or_else(|e| panic!("building VM {name} failed: {e} ({e:?})"));
