@@ -21,6 +21,8 @@
 #define BIOS_AREA_END       0x100000
 /* src/vmm/layout.rs ACPI_PM1A_CNT_PORT, used when no FADT says otherwise. */
 #define DEFAULT_PM1A_CNT    0x604
+/* src/vmm/layout.rs ACPI_PM_TMR_PORT, tried when there is no FADT. */
+#define DEFAULT_PM_TMR      0x608
 
 /* PVH hvm_start_info.rsdp_paddr, Linux boot_params.acpi_rsdp_addr. */
 #define PVH_RSDP_PADDR      24
@@ -241,6 +243,8 @@ u16 acpi_pm_timer_port(void)
         if (fadt) {
             pm_timer = (u16)*(const u32 *)((const u8 *)fadt + FADT_PM_TMR_BLK);
             pm_timer_ext = (*(const u32 *)((const u8 *)fadt + FADT_FLAGS) & FADT_TMR_VAL_EXT) != 0;
+        } else {
+            pm_timer = DEFAULT_PM_TMR; /* 24-bit; delay_us notices if it does not tick */
         }
     }
     return pm_timer;

@@ -88,7 +88,8 @@ u64 acpi_rsdp(void);
 const struct acpi_sdt *acpi_table(const char *sig);
 /* FADT fields with the layout's defaults when there is no FADT. */
 u16 acpi_pm1a_cnt_port(void);
-/* ACPI PM timer (3.579545 MHz) port, 0 if none is described. */
+/* ACPI PM timer (3.579545 MHz) port: the FADT's, 0x608 without a FADT,
+ * 0 if the FADT describes none. */
 u16 acpi_pm_timer_port(void);
 /* Busy-wait: PM timer when there is one that ticks, else a calibrated-by-nobody loop. */
 void delay_us(u64 us);
