@@ -218,3 +218,29 @@ fn bzimage32_cannot_be_booted_through_the_64_bit_entry() {
     let chain = common::error_chain(&err);
     assert!(chain.contains("64-bit"), "error does not say why: {chain}");
 }
+
+/// `cmdline_size` in the bzImage header (tests/guests/bzimage.S).
+const BZIMAGE_CMDLINE_SIZE: usize = 2047;
+
+#[test]
+fn bzimage_command_line_up_to_cmdline_size_arrives_whole() {
+    let mut c = config("bz-long-cmdline", "bzimage64", 64);
+    let filler: String = (0..BZIMAGE_CMDLINE_SIZE)
+        .map(|i| char::from(b'a' + (i % 26) as u8))
+        .collect();
+    c.cmdline = format!("long={}", &filler[5..]);
+    assert_eq!(c.cmdline.len(), BZIMAGE_CMDLINE_SIZE);
+    let run = common::run_guest(c.clone(), TIMEOUT);
+    run.assert_ok();
+    assert_eq!(run.value("CMDLINE"), c.cmdline);
+
+    c.cmdline.push('z');
+    let Err(err) = xhyve_manager::vmm::build(c, Box::new(std::io::sink())) else {
+        panic!("a command line longer than the header's cmdline_size was accepted");
+    };
+    let chain = common::error_chain(&err);
+    assert!(
+        chain.contains("command line"),
+        "error does not say why: {chain}"
+    );
+}
