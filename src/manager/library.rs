@@ -267,11 +267,12 @@ impl Library {
         Staging::new(self, name, dir)
     }
 
-    /// Remove `entry`'s folder, and the files of `external` if given.
-    pub fn delete(&self, entry: &VmEntry, external: &[PathBuf]) -> Result<(), Error> {
-        if super::run::is_running(&entry.dir) {
+    /// Remove the folder `dir` of VM `name`, and the files `external`.
+    /// Refuses while the VM runs.
+    pub fn delete(&self, name: &str, dir: &Path, external: &[PathBuf]) -> Result<(), Error> {
+        if super::run::is_running(dir) {
             return Err(Error::Running {
-                name: entry.name.clone(),
+                name: name.to_string(),
             });
         }
         for path in external {
@@ -281,8 +282,8 @@ impl Library {
                 Err(e) => return Err(Error::io("remove", path)(e)),
             }
         }
-        fs::remove_dir_all(&entry.dir).map_err(Error::io("remove", &entry.dir))?;
-        if let Some(parent) = entry.dir.parent() {
+        fs::remove_dir_all(dir).map_err(Error::io("remove", dir))?;
+        if let Some(parent) = dir.parent() {
             let _ = fsutil::sync_dir(parent);
         }
         Ok(())

@@ -90,7 +90,11 @@ impl Document {
     /// Set `key` in `section`: rewrites the line of its last assignment, or
     /// adds a line at the end of the section, or adds the section.
     pub fn set(&mut self, section: &str, key: &str, value: &str) {
-        let new_raw = format!("{key} = {}", quote_if_needed(value));
+        let new_raw = if value.is_empty() {
+            format!("{key} =")
+        } else {
+            format!("{key} = {}", quote_if_needed(value))
+        };
         let entry = Kind::Entry {
             key: key.to_string(),
             value: value.to_string(),

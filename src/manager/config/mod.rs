@@ -37,7 +37,7 @@ pub enum Error {
     Invalid {
         path: PathBuf,
         #[source]
-        source: InvalidValue,
+        source: Box<InvalidValue>,
     },
 }
 
@@ -70,7 +70,7 @@ impl ConfigFile {
     pub fn from_document(path: &Path, document: ini::Document) -> Result<ConfigFile, Error> {
         let settings = Settings::from_document(&document).map_err(|source| Error::Invalid {
             path: path.to_path_buf(),
-            source,
+            source: Box::new(source),
         })?;
         Ok(ConfigFile {
             path: path.to_path_buf(),
