@@ -16,7 +16,7 @@ use crate::manager::config::{CONFIG_FILE, template};
 use crate::manager::library::{Library, Staging};
 use crate::manager::size::{format_size, parse_size};
 use crate::manager::{disk, iso};
-use crate::vmm::layout::{GIB, MIB};
+use crate::vmm::layout::MIB;
 
 /// Name of the disk image `--disk SIZE` creates in the VM folder.
 pub const DISK_IMAGE: &str = "disk.img";
@@ -59,7 +59,7 @@ pub struct CreateArgs {
     /// or what the ISO needs].
     #[arg(long, value_name = "ARGS")]
     pub cmdline: Option<String>,
-    /// Create a sparse disk image of SIZE (e.g. 20G; a bare number is GiB),
+    /// Create a sparse disk image of SIZE (e.g. 20G; a bare number is MiB),
     /// as disk.img in the VM folder or at --disk-path.
     #[arg(long, value_name = "SIZE", value_parser = disk_size)]
     pub disk: Option<u64>,
@@ -106,7 +106,7 @@ impl CreateArgs {
 }
 
 fn disk_size(text: &str) -> Result<u64, String> {
-    let bytes = parse_size(text, GIB).map_err(|e| e.to_string())?;
+    let bytes = parse_size(text, MIB).map_err(|e| e.to_string())?;
     if bytes < MIB || !bytes.is_multiple_of(MIB) {
         return Err("a disk size in whole MiB, at least 1M (e.g. 20G)".into());
     }
@@ -385,7 +385,8 @@ mod tests {
 
     #[test]
     fn disk_sizes() {
-        assert_eq!(disk_size("20"), Ok(20 * GIB));
+        assert_eq!(disk_size("20"), Ok(20 * MIB));
+        assert_eq!(disk_size("2G"), Ok(2 << 30));
         assert_eq!(disk_size("512M"), Ok(512 * MIB));
         assert!(disk_size("1K").is_err());
         assert!(disk_size("lots").is_err());

@@ -10,7 +10,7 @@ use super::prompt::ask_valid;
 use crate::manager::config::keys;
 use crate::manager::config::settings::{self, cpus_from_str, memory_from_str};
 use crate::manager::size::parse_size;
-use crate::vmm::layout::{GIB, MIB};
+use crate::vmm::layout::MIB;
 
 fn keep(text: &str) -> Result<String, String> {
     Ok(text.to_string())
@@ -81,7 +81,7 @@ pub fn ask_all(
             if s.is_empty() || s == "none" {
                 return Ok(None);
             }
-            match parse_size(s, GIB) {
+            match parse_size(s, MIB) {
                 Ok(bytes) if bytes >= MIB && bytes.is_multiple_of(MIB) => Ok(Some(bytes)),
                 _ => Err("a size like 20G, or empty".into()),
             }
@@ -157,7 +157,7 @@ mod tests {
         assert_eq!(args.cpus, Some(4));
         assert_eq!(args.memory, Some(2048));
         assert_eq!(args.cmdline.as_deref(), Some("quiet"));
-        assert_eq!(args.disk, Some(8 * GIB));
+        assert_eq!(args.disk, Some(8 << 30));
         assert_eq!(args.tap.as_deref(), Some("tap0"));
         assert!(
             out.contains("'windows' is not allowed: linux or bsd"),
