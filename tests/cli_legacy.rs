@@ -44,7 +44,7 @@ fn original_folder_is_listed_and_shown_unchanged() {
         assert!(info.contains(expected), "missing {expected:?} in\n{info}");
     }
     assert!(
-        info.contains(&format!("{} (exists)", dir.join("hdd.img").display())),
+        info.contains(&format!("{} (exists", dir.join("hdd.img").display())),
         "{info}"
     );
     assert!(
