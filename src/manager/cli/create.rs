@@ -327,8 +327,10 @@ fn disk_image(
                     target.display()
                 );
             }
-            disk::create_sparse(&target, size)
-                .with_context(|| format!("cannot create the disk image {}", target.display()))?;
+            disk::create_sparse(&target, size).with_context(|| {
+                let shown = staging.final_path(&target);
+                format!("cannot create the disk image {}", shown.display())
+            })?;
             if path.is_some() {
                 staging.created_outside(target.clone());
             }
