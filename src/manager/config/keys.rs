@@ -199,3 +199,27 @@ pub fn sections() -> Vec<&'static str> {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The README's config.ini reference lists every key with its default.
+    #[test]
+    fn readme_documents_every_key() {
+        let readme = include_str!("../../../README.md");
+        for spec in KEYS {
+            let row = readme
+                .lines()
+                .find(|l| l.starts_with(&format!("| `[{}]` | `{}`", spec.section, spec.key)))
+                .unwrap_or_else(|| panic!("README lacks [{}] {}", spec.section, spec.key));
+            let default = if spec.default.is_empty() {
+                "*(empty)*".to_string()
+            } else {
+                format!("`{}`", spec.default)
+            };
+            assert!(row.contains(&default), "README default of {spec:?}: {row}");
+            assert_eq!(row.contains("*(new)*"), !spec.original, "{row}");
+        }
+    }
+}
