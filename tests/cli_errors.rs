@@ -118,6 +118,24 @@ fn unknown_vm_and_conflicting_flags() {
     env.fail(&["edit", "ghost"], 1);
     let err = env.fail(&["create", "c", "--iso", "x.iso", "--kernel", "k"], 2);
     assert!(err.contains("cannot be used with"), "{err}");
+    let err = env.fail(&["create", "c", "--initrd", "i"], 2);
+    assert!(err.contains("--kernel"), "{err}");
+    let initrd = env.file("i", "i");
+    let err = env.fail(
+        &[
+            "create",
+            "c",
+            "--kernel",
+            "disk:auto",
+            "--disk-path",
+            initrd.to_str().unwrap(),
+            "--initrd",
+            initrd.to_str().unwrap(),
+        ],
+        1,
+    );
+    assert!(err.contains("the initrd comes from the disk"), "{err}");
+    assert!(cli_support::entries(&env.lib()).is_empty());
 }
 
 #[test]

@@ -97,6 +97,16 @@ fn new_vms_and_original_ones_are_listed_together() {
         .map(|v| v["name"].as_str().unwrap())
         .collect();
     assert_eq!(names, vec!["new", "Foo"]);
+    // A new VM may not shadow an original one.
+    let err = cli_support::expect_fail(
+        env.cmd(&["create", "Foo"]).output().unwrap(),
+        &["create"],
+        1,
+    );
+    assert!(
+        err.contains("already exists") && err.contains("Xhyve Virtual Machines"),
+        "{err}"
+    );
     // An explicit library does not search the 2016 folders.
     let list = env.ok(&["list", "--json"]);
     assert_eq!(list.trim(), "[]");

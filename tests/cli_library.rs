@@ -237,3 +237,35 @@ fn completions_and_man_page_come_from_the_cli_definition() {
     );
     assert!(man.contains("completions"));
 }
+
+#[test]
+fn disk_auto_kernel_is_written_and_explained() {
+    let env = Env::new();
+    let disk = env.file("installed.img", "disk");
+    env.ok(&[
+        "create",
+        "da",
+        "--kernel",
+        "disk:auto",
+        "--disk-path",
+        disk.to_str().unwrap(),
+        "--type",
+        "linux",
+    ]);
+    let text = fs::read_to_string(env.vm_dir("da").join("config.ini")).unwrap();
+    assert!(text.contains("\nkernel = disk:auto\ninitrd =\n"), "{text}");
+    let out = env.ok(&["info", "da"]);
+    assert!(
+        out.contains("read from the internal disk at start"),
+        "{out}"
+    );
+    let info = json(&env.ok(&["info", "da", "--json"]));
+    // No kernel file to check: it comes from the disk.
+    assert!(
+        info["files"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|f| f["section"] != "boot")
+    );
+}

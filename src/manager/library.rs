@@ -256,7 +256,12 @@ impl Library {
     pub fn stage(&self, name: &str) -> Result<Staging, Error> {
         check_new_name(name)?;
         let dir = self.vm_dir(name);
-        if fs::symlink_metadata(&dir).is_ok() {
+        // Also refuse a name a 2016 folder already has: it would be shadowed.
+        let existing = fs::symlink_metadata(&dir)
+            .is_ok()
+            .then(|| dir.clone())
+            .or_else(|| self.find(name).ok());
+        if let Some(dir) = existing {
             return Err(Error::AlreadyExists {
                 name: name.to_string(),
                 dir,

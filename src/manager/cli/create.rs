@@ -53,7 +53,7 @@ pub struct CreateArgs {
     #[arg(long, value_name = "PATH", conflicts_with = "iso")]
     pub kernel: Option<String>,
     /// Initial ramdisk to copy into the VM folder (see --no-copy).
-    #[arg(long, value_name = "PATH", conflicts_with = "iso")]
+    #[arg(long, value_name = "PATH", conflicts_with = "iso", requires = "kernel")]
     pub initrd: Option<PathBuf>,
     /// Kernel command line [default: earlyprintk=serial console=ttyS0 acpi=off,
     /// or what the ISO needs].
@@ -242,8 +242,15 @@ fn boot_files(
                     "--kernel disk:auto boots the kernel installed on the disk: give --disk-path (or --disk)"
                 );
             }
+            if args.initrd.is_some() {
+                bail!(
+                    "--initrd cannot be used with --kernel disk:auto: the initrd comes from the disk"
+                );
+            }
             values.push((BOOT, "kernel", DISK_AUTO.to_string()));
+            values.push((BOOT, "initrd", String::new()));
             report.push("kernel: disk:auto (read from the disk at each start)".into());
+            return Ok(());
         }
         Some(kernel) => {
             let value = place_file(
