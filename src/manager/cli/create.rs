@@ -40,7 +40,7 @@ pub struct CreateArgs {
     /// VM name (letters, digits, '-', '_', '.'); the folder is NAME.xhyvm.
     pub name: String,
     /// Guest OS type [default: linux].
-    #[arg(long = "type", value_enum)]
+    #[arg(long = "type", value_enum, value_name = "TYPE")]
     pub os_type: Option<TypeArg>,
     /// Number of vCPUs, 1..=255 [default: 1].
     #[arg(long, value_parser = settings::cpus_from_str)]
@@ -96,12 +96,43 @@ pub struct CreateArgs {
 
 impl CreateArgs {
     /// True when only the name was given (the wizard may ask the rest).
+    /// Destructured so that a new flag cannot be forgotten here.
     fn has_no_options(&self) -> bool {
-        let bare = CreateArgs {
-            name: self.name.clone(),
-            ..CreateArgs::default()
-        };
-        format!("{self:?}") == format!("{bare:?}")
+        let CreateArgs {
+            name: _,
+            os_type,
+            cpus,
+            memory,
+            kernel,
+            initrd,
+            cmdline,
+            disk,
+            disk_path,
+            iso,
+            uuid,
+            acpi,
+            protocol,
+            tap,
+            mac,
+            rng,
+            no_copy,
+        } = self;
+        os_type.is_none()
+            && cpus.is_none()
+            && memory.is_none()
+            && kernel.is_none()
+            && initrd.is_none()
+            && cmdline.is_none()
+            && disk.is_none()
+            && disk_path.is_none()
+            && iso.is_none()
+            && uuid.is_none()
+            && protocol.is_none()
+            && tap.is_none()
+            && mac.is_none()
+            && !acpi
+            && !rng
+            && !no_copy
     }
 }
 
