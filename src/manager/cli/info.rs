@@ -182,11 +182,6 @@ fn notes(entry: &VmEntry) -> Vec<String> {
     if s.networking.tap.is_none() {
         notes.push("no [networking] tap configured: the VM has no network card".into());
     }
-    for (section, key) in entry.config.unknown_keys() {
-        notes.push(format!(
-            "[{section}] {key} is not a key this tool knows; it is kept as it is"
-        ));
-    }
     notes
 }
 
