@@ -2,6 +2,7 @@
 //! Depends on `vmm`; never the other way round.
 
 pub mod cli;
+pub mod config;
 pub mod disk;
 pub mod iso;
 pub mod library;
