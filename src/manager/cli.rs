@@ -3,6 +3,7 @@
 //! `xhyve-manager: error: <error>: <cause>: <cause>` and exit with 1;
 //! usage errors exit with 2 (clap).
 
+mod bench;
 mod create;
 mod delete;
 mod edit;
@@ -53,6 +54,8 @@ pub enum Command {
     Delete(delete::DeleteArgs),
     /// Start a VM.
     Start(run::StartArgs),
+    /// Boot a VM several times and print how long each stage took.
+    Bench(bench::BenchArgs),
     /// Copy the kernel and initrd out of an installer ISO.
     Extract(iso::ExtractArgs),
     /// Disk image tools.
@@ -88,6 +91,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Edit(args) => edit::run(&library()?, args),
         Command::Delete(args) => delete::run(&library()?, args),
         Command::Start(args) => run::start(&library()?, args),
+        Command::Bench(args) => bench::run(&library()?, args),
         Command::Extract(args) => iso::run_extract(args),
         Command::Disk(command) => disk::run(command),
         Command::Completions { shell } => {
