@@ -212,9 +212,12 @@ fn ms(d: Option<Duration>) -> String {
         .unwrap_or_else(|| "-".into())
 }
 
+/// Reads one measured column of a sample.
+type Column = fn(&Sample) -> Option<Duration>;
+
 /// Min / median / max of each column over the runs that have a value.
 fn summarize(samples: &[Sample]) {
-    let columns: [(&str, fn(&Sample) -> Option<Duration>); 4] = [
+    let columns: [(&str, Column); 4] = [
         ("build", |s| Some(s.build)),
         ("first output", |s| s.first_output),
         ("marker", |s| s.marker),
