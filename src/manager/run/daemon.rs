@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use super::exit;
 use super::runtime::RunLock;
-use super::session::{self, Mode, Ready};
+use super::session::{self, Launch, Mode, Ready};
 use super::sys;
 use crate::vmm::VmConfig;
 
@@ -43,14 +43,14 @@ pub enum Error {
 
 /// Run `config` in a daemon holding `lock`; returns the daemon's pid once
 /// the VM runs. Must be called while this process is single-threaded.
-pub fn start_detached(lock: RunLock, config: VmConfig) -> Result<u32, Error> {
+pub fn start_detached(lock: RunLock, config: VmConfig, launch: Launch) -> Result<u32, Error> {
     let (reader, writer) = io::pipe().map_err(Error::Pipe)?;
     // Buffered output would otherwise be written twice.
     let _ = io::Write::flush(&mut io::stdout());
     match sys::fork().map_err(Error::Fork)? {
         sys::Fork::Child => {
             drop(reader);
-            daemon_child(lock, config, writer)
+            daemon_child(lock, config, writer, launch)
         }
         sys::Fork::Parent(child) => {
             drop(writer);
@@ -63,7 +63,7 @@ pub fn start_detached(lock: RunLock, config: VmConfig) -> Result<u32, Error> {
     }
 }
 
-fn daemon_child(lock: RunLock, config: VmConfig, writer: io::PipeWriter) -> ! {
+fn daemon_child(lock: RunLock, config: VmConfig, writer: io::PipeWriter, launch: Launch) -> ! {
     let mut ready = Ready::new(writer);
     if let Err(e) = sys::setsid() {
         ready.fail(&anyhow::Error::new(e).context("setsid"));
@@ -83,7 +83,7 @@ fn daemon_child(lock: RunLock, config: VmConfig, writer: io::PipeWriter) -> ! {
         }
     }
     let status = match daemon_setup()
-        .and_then(|()| session::run(lock, config, Mode::Detached(&mut ready)))
+        .and_then(|()| session::run(lock, config, Mode::Detached(&mut ready), launch))
     {
         Ok(reason) => exit::exit_status(&reason),
         Err(e) => {

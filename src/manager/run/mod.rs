@@ -9,6 +9,8 @@ mod client;
 mod console;
 mod daemon;
 pub mod exit;
+#[cfg(test)]
+mod lifecycle_tests;
 pub mod protocol;
 mod runtime;
 mod server;
@@ -129,7 +131,7 @@ pub fn start(library: &Library, args: &StartArgs) -> anyhow::Result<ExitCode> {
     absolute_paths(&mut config)?;
     let lock = RunLock::acquire(&dir, &args.name)?;
     if args.detach {
-        let pid = daemon::start_detached(lock, config)
+        let pid = daemon::start_detached(lock, config, session::launch_vmm)
             .with_context(|| format!("VM {} did not start", args.name))?;
         println!(
             "VM {} is running (pid {pid}); console: `xhyve-manager console {}`, log: {}",
@@ -139,7 +141,7 @@ pub fn start(library: &Library, args: &StartArgs) -> anyhow::Result<ExitCode> {
         );
         return Ok(ExitCode::SUCCESS);
     }
-    let reason = session::run(lock, config, session::Mode::Foreground)?;
+    let reason = session::run(lock, config, session::Mode::Foreground, session::launch_vmm)?;
     let status = exit::exit_status(&reason);
     if !exit::is_clean(&reason) {
         eprintln!(

@@ -17,6 +17,57 @@ use super::runtime::RunLock;
 use super::server::{self, ControlTarget, SocketServer};
 use crate::vmm::{self, Command, ExitReason, Response, VmConfig, VmHandle};
 
+/// Where typed bytes for the guest's COM1 go; callable from any thread.
+pub type Input = Arc<dyn Fn(&[u8]) + Send + Sync>;
+
+/// The VM as a session drives it: the real VMM's [`VmHandle`], or a fake
+/// in tests (so the sockets, daemon and console logic run without KVM).
+pub trait Machine {
+    /// Send a command and wait for its answer (errors as text).
+    fn request(&self, command: Command) -> Result<Response, String>;
+    /// Where bytes for the guest's COM1 go, usable from any thread.
+    fn input(&self) -> Input;
+    /// Yields the exit reason once, when the VM has stopped.
+    fn exited(&self) -> Receiver<ExitReason>;
+    /// Wait until every thread is joined.
+    fn wait(self: Box<Self>) -> ExitReason;
+}
+
+impl Machine for VmHandle {
+    fn request(&self, command: Command) -> Result<Response, String> {
+        VmHandle::request(self, command).map_err(|e| error_chain(&e))
+    }
+
+    fn input(&self) -> Input {
+        let input = Mutex::new(self.console_input());
+        Arc::new(move |bytes: &[u8]| input.lock().unwrap_or_else(|p| p.into_inner()).send(bytes))
+    }
+
+    fn exited(&self) -> Receiver<ExitReason> {
+        VmHandle::exited(self)
+    }
+
+    fn wait(self: Box<Self>) -> ExitReason {
+        VmHandle::wait(*self)
+    }
+}
+
+/// Builds and starts a VM whose COM1 output goes to the given writer.
+pub type Launch = fn(VmConfig, Box<dyn Write + Send>) -> anyhow::Result<Box<dyn Machine>>;
+
+/// The real VMM.
+pub fn launch_vmm(
+    config: VmConfig,
+    console: Box<dyn Write + Send>,
+) -> anyhow::Result<Box<dyn Machine>> {
+    let name = config.name.clone();
+    let vm = vmm::build(config, console).with_context(|| format!("cannot build VM {name}"))?;
+    let handle = vm
+        .start()
+        .with_context(|| format!("cannot start VM {name}"))?;
+    Ok(Box::new(handle))
+}
+
 /// How long a socket request waits for the supervising loop to answer.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// Console log mode: guest output may be private.
@@ -93,7 +144,12 @@ pub enum Mode<'a> {
 
 /// Run the VM described by `config` under `lock` until it ends; returns
 /// why it ended (also recorded in the folder). Errors are failures to start.
-pub fn run(lock: RunLock, config: VmConfig, mode: Mode<'_>) -> anyhow::Result<ExitReason> {
+pub fn run(
+    lock: RunLock,
+    config: VmConfig,
+    mode: Mode<'_>,
+    launch: Launch,
+) -> anyhow::Result<ExitReason> {
     let paths = lock.paths.clone();
     let owner = lock.owner;
     let detached = matches!(mode, Mode::Detached(_));
@@ -108,11 +164,7 @@ pub fn run(lock: RunLock, config: VmConfig, mode: Mode<'_>) -> anyhow::Result<Ex
     let name = config.name.clone();
     let (handle, console_server, terminal) = match mode {
         Mode::Foreground => {
-            let vm = vmm::build(config, Box::new(console::StdoutSink))
-                .with_context(|| format!("cannot build VM {name}"))?;
-            let handle = vm
-                .start()
-                .with_context(|| format!("cannot start VM {name}"))?;
+            let handle = launch(config, Box::new(console::StdoutSink))?;
             let tty = crate::manager::run::sys::isatty(libc::STDIN_FILENO);
             if tty {
                 eprintln!("Console of {name}; {} quits.", console::ESCAPE_HELP);
@@ -133,20 +185,12 @@ pub fn run(lock: RunLock, config: VmConfig, mode: Mode<'_>) -> anyhow::Result<Ex
                 .with_context(|| format!("cannot create {}", paths.console_log.display()))?;
             owner.claim(&paths.console_log)?;
             let (hub, sink) = ConsoleHub::start(log).context("cannot start the console")?;
-            let vm = vmm::build(config, Box::new(sink))
-                .with_context(|| format!("cannot build VM {name}"))?;
-            let handle = vm
-                .start()
-                .with_context(|| format!("cannot start VM {name}"))?;
-            let input = Mutex::new(handle.console_input());
+            let handle = launch(config, Box::new(sink))?;
+            let input = handle.input();
             let console_server = SocketServer::spawn(
                 &paths.console,
                 owner,
-                move |stream| {
-                    hub.serve(stream, &|bytes: &[u8]| {
-                        input.lock().unwrap_or_else(|p| p.into_inner()).send(bytes)
-                    })
-                },
+                move |stream| hub.serve(stream, input.as_ref()),
                 move |mut stream, uid| {
                     let _ = writeln!(stream, "uid {uid} may not use this console\r");
                 },
@@ -206,26 +250,26 @@ fn watch_signals(event_tx: &Sender<Event>, hangup_stops: bool) -> anyhow::Result
 /// Own the VM until it ends: answer relayed requests, pass typed input,
 /// stop on the escape or a signal.
 fn supervise(
-    handle: VmHandle,
+    handle: Box<dyn Machine>,
     requests: &Receiver<Request>,
     events: &Receiver<Event>,
 ) -> ExitReason {
     let exited = handle.exited();
-    let input = handle.console_input();
+    let input = handle.input();
     let mut events = events.clone();
-    loop {
+    let reported = loop {
         crossbeam_channel::select! {
-            recv(exited) -> _ => break,
+            recv(exited) -> reason => break reason.ok(),
             recv(requests) -> request => {
                 if let Ok((command, reply)) = request {
-                    let answer = handle.request(command).map_err(|e| {
-                        ErrorBody::new(ErrorCode::Refused, error_chain(&e))
-                    });
+                    let answer = handle
+                        .request(command)
+                        .map_err(|e| ErrorBody::new(ErrorCode::Refused, e));
                     let _ = reply.send(answer);
                 }
             }
             recv(events) -> event => match event {
-                Ok(Event::Typed(Typed::Input(bytes))) => input.send(&bytes),
+                Ok(Event::Typed(Typed::Input(bytes))) => input(&bytes),
                 Ok(Event::Typed(Typed::Quit)) | Ok(Event::Signal) => {
                     // Refused only when it is already stopping.
                     let _ = handle.request(Command::Stop);
@@ -234,8 +278,11 @@ fn supervise(
                 Err(_) => events = crossbeam_channel::never(),
             },
         }
-    }
-    handle.wait()
+    };
+    // `wait` joins every thread; the reason `exited` gave is the one to keep
+    // (the channel yields it once).
+    let waited = handle.wait();
+    reported.unwrap_or(waited)
 }
 
 /// `error: cause: cause` in one line.
