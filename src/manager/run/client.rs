@@ -49,14 +49,17 @@ pub fn request_raw(socket: &Path, command: &Command, timeout: Duration) -> Resul
     })?;
     stream.set_read_timeout(Some(timeout)).map_err(io_err)?;
     stream.set_write_timeout(Some(timeout)).map_err(io_err)?;
-    stream
-        .write_all(protocol::request_line(command).as_bytes())
-        .map_err(io_err)?;
+    // A refused peer may find the socket closed before its request is
+    // written; the answer (the reason) is still there to read.
+    let sent = stream.write_all(protocol::request_line(command).as_bytes());
     let mut reader = BufReader::new(stream);
     match protocol::read_line(&mut reader, protocol::MAX_RESPONSE_BYTES).map_err(io_err)? {
         Line::Complete(line) => Ok(String::from_utf8_lossy(&line).into_owned()),
         Line::TooLong => Err(Error::AnswerTooLong),
-        Line::Eof => Err(Error::NoAnswer),
+        Line::Eof => Err(match sent {
+            Err(e) => io_err(e),
+            Ok(()) => Error::NoAnswer,
+        }),
     }
 }
 

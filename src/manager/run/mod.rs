@@ -125,8 +125,7 @@ pub fn is_running(dir: &Path) -> bool {
 /// [`exit`]); with `--detach`, 0 once the VM runs.
 pub fn start(library: &Library, args: &StartArgs) -> anyhow::Result<ExitCode> {
     let entry = library.load(&args.name)?;
-    let dir = std::path::absolute(&entry.dir)
-        .with_context(|| format!("cannot resolve {}", entry.dir.display()))?;
+    let dir = runtime::resolve(&entry.dir)?;
     let mut config = entry.vmm_config()?;
     absolute_paths(&mut config)?;
     let lock = RunLock::acquire(&dir, &args.name)?;
@@ -398,9 +397,14 @@ mod tests {
         let (mut ready_r, ready_w) = std::io::pipe().unwrap();
         let child = match sys::fork().unwrap() {
             sys::Fork::Child => {
+                // No panics in the child: unwinding would run the harness.
                 let mut ready_w = ready_w;
-                let lock = RunLock::acquire(&dir, "vm").unwrap();
-                lock.write_pid(true).unwrap();
+                let Ok(lock) = RunLock::acquire(&dir, "vm") else {
+                    sys::exit_now(1)
+                };
+                if lock.write_pid(true).is_err() {
+                    sys::exit_now(1);
+                }
                 let _listener = std::os::unix::net::UnixListener::bind(&lock.paths.control);
                 let _ = ready_w.write_all(b"x");
                 drop(ready_w);

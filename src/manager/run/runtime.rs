@@ -141,7 +141,7 @@ impl Paths {
 
     /// Paths of `dir` for its owner.
     pub fn of(dir: &Path) -> Result<Paths, Error> {
-        let dir = std::path::absolute(dir).map_err(io_err("resolve", dir))?;
+        let dir = resolve(dir)?;
         Ok(Paths::new(&dir, Owner::of(&dir)?.uid))
     }
 
@@ -172,6 +172,12 @@ impl Paths {
         }
         Ok(())
     }
+}
+
+/// The one spelling of a VM folder's path (sockets are named after it):
+/// canonical (symlinks and `..` resolved).
+pub fn resolve(dir: &Path) -> Result<PathBuf, Error> {
+    fs::canonicalize(dir).map_err(io_err("resolve", dir))
 }
 
 /// `/tmp/xhyve-manager-UID`: short, the same for root and the owner (so a
@@ -255,8 +261,9 @@ pub struct RunLock {
 }
 
 impl RunLock {
-    /// Take the lock of `dir` (absolute) for the VM `name`.
+    /// Take the lock of `dir` for the VM `name`.
     pub fn acquire(dir: &Path, name: &str) -> Result<RunLock, Error> {
+        let dir = &resolve(dir)?;
         let owner = Owner::of(dir)?;
         let paths = Paths::new(dir, owner.uid);
         let file = OpenOptions::new()

@@ -25,6 +25,8 @@ const ACCEPT_POLL_MS: i32 = 100;
 const MAX_CONNECTIONS: usize = 16;
 /// A control connection idle this long is closed.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long a refused peer may take to send its request line.
+const REFUSE_READ_TIMEOUT: Duration = Duration::from_secs(1);
 /// Socket mode: owner read/write only.
 const SOCKET_MODE: u32 = 0o600;
 
@@ -188,6 +190,13 @@ pub fn control_server(
         owner,
         move |stream| serve_control(stream, target.as_ref(), pid),
         move |mut stream, uid| {
+            // Read (and drop) the request first, so the client is not cut
+            // off mid-write and sees the answer.
+            let _ = stream.set_read_timeout(Some(REFUSE_READ_TIMEOUT));
+            if let Ok(copy) = stream.try_clone() {
+                let mut reader = BufReader::with_capacity(protocol::MAX_REQUEST_BYTES, copy);
+                let _ = protocol::read_line(&mut reader, protocol::MAX_REQUEST_BYTES);
+            }
             let reply = Reply::failure(ErrorBody::new(
                 ErrorCode::Forbidden,
                 format!(
@@ -442,15 +451,21 @@ mod tests {
             sys::Fork::Child => {
                 // Child: no allocation-heavy work beyond what is needed.
                 let mut out = result_w;
-                let code = (|| -> Option<String> {
-                    sys::set_ids(65534, 65534).ok()?;
-                    let (mut w, mut r) = connect(&path);
-                    w.write_all(b"{\"v\":1,\"cmd\":\"stop\"}\n").ok()?;
+                // Nothing here may panic: unwinding would run the test
+                // harness in the child.
+                let answer = (|| -> std::io::Result<String> {
+                    sys::set_ids(65534, 65534)?;
+                    let mut stream = UnixStream::connect(&path)?;
+                    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+                    // Even if the server has closed already, its answer is
+                    // waiting: read it regardless.
+                    let _ = stream.write_all(b"{\"v\":1,\"cmd\":\"stop\"}\n");
                     let mut answer = String::new();
-                    r.read_line(&mut answer).ok()?;
-                    Some(answer)
+                    BufReader::new(stream).read_line(&mut answer)?;
+                    Ok(answer)
                 })();
-                let _ = out.write_all(code.unwrap_or_default().as_bytes());
+                let text = answer.unwrap_or_else(|e| format!("child error: {e}"));
+                let _ = out.write_all(text.as_bytes());
                 sys::exit_now(0);
             }
             sys::Fork::Parent(pid) => {
