@@ -313,3 +313,132 @@ fn crashed_guest_shows_as_crashed() {
         }
     );
 }
+
+/// A foreground run in a forked child whose stdin/stdout are pipes.
+struct Foreground {
+    pid: libc::pid_t,
+    stdin: Option<std::io::PipeWriter>,
+    lines: crossbeam_channel::Receiver<String>,
+}
+
+impl Foreground {
+    fn start(dir: &Path) -> Foreground {
+        let (in_r, in_w) = std::io::pipe().unwrap();
+        let (out_r, out_w) = std::io::pipe().unwrap();
+        let lock = RunLock::acquire(dir, "fake").unwrap();
+        let config = VmConfig::new("fake", "/nonexistent/kernel", 64);
+        match sys::fork().unwrap() {
+            sys::Fork::Child => {
+                // No panics in the child: unwinding would run the harness.
+                if sys::redirect(&in_r, libc::STDIN_FILENO).is_err()
+                    || sys::redirect(&out_w, libc::STDOUT_FILENO).is_err()
+                {
+                    sys::exit_now(100);
+                }
+                drop((in_r, in_w, out_r, out_w));
+                let status =
+                    match session::run(lock, config, session::Mode::Foreground, fake_launch) {
+                        Ok(reason) => exit::exit_status(&reason),
+                        Err(_) => 101,
+                    };
+                sys::exit_now(i32::from(status));
+            }
+            sys::Fork::Parent(pid) => {
+                lock.hand_over();
+                drop((in_r, out_w));
+                let (tx, lines) = crossbeam_channel::unbounded();
+                std::thread::spawn(move || {
+                    for line in BufReader::new(out_r).lines() {
+                        let Ok(line) = line else { break };
+                        if tx.send(line).is_err() {
+                            break;
+                        }
+                    }
+                });
+                Foreground {
+                    pid,
+                    stdin: Some(in_w),
+                    lines,
+                }
+            }
+        }
+    }
+
+    /// Wait for a stdout line containing `text`.
+    fn expect(&self, text: &str) {
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let line = self
+                .lines
+                .recv_timeout(left)
+                .unwrap_or_else(|_| panic!("no line with {text:?} on stdout"));
+            if line.contains(text) {
+                return;
+            }
+        }
+    }
+
+    fn type_in(&mut self, bytes: &[u8]) {
+        self.stdin.as_mut().unwrap().write_all(bytes).unwrap();
+    }
+
+    /// The exit status, waiting at most PATIENCE (then killed).
+    fn status(&mut self) -> i32 {
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            if let Some(status) = sys::try_exit_status(self.pid).unwrap() {
+                self.pid = 0;
+                return status.unwrap_or_else(|raw| panic!("killed: wait status {raw}"));
+            }
+            assert!(Instant::now() < deadline, "the foreground run did not end");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Foreground {
+    fn drop(&mut self) {
+        if self.pid > 0 {
+            let _ = sys::kill(self.pid, libc::SIGKILL);
+            let _ = sys::waitpid(self.pid);
+        }
+    }
+}
+
+#[test]
+fn foreground_console_input_and_escape() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let mut vm = Foreground::start(dir);
+    // Guest output reaches stdout (a pipe) unchanged.
+    vm.expect("count=");
+    // Typed input reaches the guest; Ctrl-C is just a byte for it.
+    vm.type_in(b"hi\x03");
+    vm.expect("in=hi\u{3}");
+    assert!(is_running(dir));
+    // The control socket works for a foreground VM too.
+    let paths = Paths::of(dir).unwrap();
+    client::request(&paths.control, &Command::Pause, PATIENCE).unwrap();
+    assert!(matches!(runtime_state(dir), RuntimeState::Paused { .. }));
+    client::request(&paths.control, &Command::Resume, PATIENCE).unwrap();
+    // Ctrl-] q stops it: a clean end, status 0.
+    vm.type_in(b"\x1dq");
+    assert_eq!(vm.status(), 0);
+    assert_eq!(runtime_state(dir), RuntimeState::Stopped);
+    assert_eq!(
+        runtime::read_last_exit(&paths).unwrap().reason,
+        ExitReason::Stopped
+    );
+}
+
+#[test]
+fn foreground_sigterm_stops_the_vm() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let mut vm = Foreground::start(dir);
+    vm.expect("count=");
+    sys::kill(vm.pid, libc::SIGTERM).unwrap();
+    assert_eq!(vm.status(), 0);
+    assert!(!is_running(dir));
+}

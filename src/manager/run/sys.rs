@@ -215,6 +215,30 @@ impl Termios {
     }
 }
 
+/// The exit status of child `pid` if it has exited (reaped), without
+/// blocking; `Err` when it was killed by a signal.
+#[cfg(test)]
+pub fn try_exit_status(pid: libc::pid_t) -> io::Result<Option<Result<i32, i32>>> {
+    let mut status = 0;
+    // SAFETY: `status` is a valid int; WNOHANG never blocks.
+    let reaped = check(unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) })?;
+    if reaped != pid {
+        return Ok(None);
+    }
+    Ok(Some(if libc::WIFEXITED(status) {
+        Ok(libc::WEXITSTATUS(status))
+    } else {
+        Err(status)
+    }))
+}
+
+/// Make `fd` refer to what `file` refers to (tests redirect stdio).
+#[cfg(test)]
+pub fn redirect(file: &impl AsRawFd, fd: RawFd) -> io::Result<()> {
+    // SAFETY: dup2 between two open descriptors.
+    check(unsafe { libc::dup2(file.as_raw_fd(), fd) }).map(drop)
+}
+
 /// A new pseudo-terminal pair (master, slave), for tests of terminal modes.
 #[cfg(test)]
 pub fn openpty() -> io::Result<(File, File)> {
