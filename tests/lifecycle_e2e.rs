@@ -102,9 +102,18 @@ impl Lab {
 impl Drop for Lab {
     fn drop(&mut self) {
         if let Some(pid) = self.pid() {
-            let _ = Command::new("kill").arg("-9").arg(pid.to_string()).status();
+            kill(pid, libc::SIGKILL);
         }
     }
+}
+
+/// Send `signal` to `pid`.
+fn kill(pid: u32, signal: libc::c_int) -> bool {
+    let Ok(pid) = libc::pid_t::try_from(pid) else {
+        return false;
+    };
+    // SAFETY: kill takes plain integers and touches no memory of ours.
+    unsafe { libc::kill(pid, signal) == 0 }
 }
 
 fn count_in(text: &str) -> Option<u64> {
@@ -273,12 +282,7 @@ fn kill_9_then_start_again() {
     let name = lab.name;
     lab.ok(&["start", name, "--detach"]);
     let pid = lab.pid().expect("run.json names the VM process");
-    let killed = Command::new("kill")
-        .arg("-9")
-        .arg(pid.to_string())
-        .status()
-        .unwrap();
-    assert!(killed.success());
+    assert!(kill(pid, libc::SIGKILL));
     wait_for("the VM to be seen stopped", || {
         lab.status_json()["result"]["state"] == "stopped"
     });
@@ -331,14 +335,7 @@ fn foreground_start_streams_the_console_and_ends_cleanly() {
         .unwrap();
     let lines = stdout_lines(&mut vm);
     wait_for_count(&lines);
-    let pid = vm.id().to_string();
-    assert!(
-        Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
+    assert!(kill(vm.id(), libc::SIGTERM));
     let out = wait_output(vm, &["start"]);
     assert_eq!(
         out.status.code(),

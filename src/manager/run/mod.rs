@@ -441,6 +441,44 @@ mod tests {
         assert!(RunLock::acquire(&dir, "vm").is_ok());
     }
 
+    /// The Args structs as the CLI will wire them.
+    #[derive(Debug, clap::Parser)]
+    enum Cli {
+        Start(StartArgs),
+        Stop(StopArgs),
+        Pause(VmNameArgs),
+        Resume(VmNameArgs),
+        Restart(StopArgs),
+        Status(StatusArgs),
+        Console(VmNameArgs),
+    }
+
+    #[test]
+    fn args_parse_as_documented() {
+        use clap::{CommandFactory, Parser};
+        Cli::command().debug_assert();
+        let Cli::Start(start) = Cli::try_parse_from(["x", "start", "deb", "--detach"]).unwrap()
+        else {
+            panic!("not start")
+        };
+        assert!(start.detach);
+        let Cli::Stop(stop) = Cli::try_parse_from(["x", "stop", "deb", "-f"]).unwrap() else {
+            panic!("not stop")
+        };
+        assert!(stop.force && stop.timeout.is_none());
+        let Cli::Stop(stop) = Cli::try_parse_from(["x", "stop", "deb", "--timeout", "5"]).unwrap()
+        else {
+            panic!("not stop")
+        };
+        assert_eq!((stop.force, stop.timeout), (false, Some(5)));
+        assert!(Cli::try_parse_from(["x", "stop", "deb", "--timeout", "soon"]).is_err());
+        let Cli::Status(status) = Cli::try_parse_from(["x", "status", "deb", "--json"]).unwrap()
+        else {
+            panic!("not status")
+        };
+        assert!(status.json);
+    }
+
     #[test]
     fn uptime_format() {
         assert_eq!(uptime(0), "0h 00m 00s");
