@@ -221,11 +221,14 @@ pub fn now_unix() -> u64 {
 /// Write `bytes` to `path` atomically (temp file + rename), for the owner.
 fn write_atomic(path: &Path, bytes: &[u8], owner: &Owner) -> Result<(), Error> {
     let tmp = path.with_extension("tmp");
+    // The folder belongs to a user and we may be root: never follow a
+    // link planted where a runtime file goes.
+    remove(&tmp);
     let mut file = OpenOptions::new()
         .write(true)
-        .create(true)
-        .truncate(true)
+        .create_new(true)
         .mode(0o644)
+        .custom_flags(libc::O_NOFOLLOW)
         .open(&tmp)
         .map_err(io_err("create", &tmp))?;
     file.write_all(bytes).map_err(io_err("write", &tmp))?;
@@ -272,6 +275,7 @@ impl RunLock {
             .create(true)
             .truncate(false)
             .mode(0o644)
+            .custom_flags(libc::O_NOFOLLOW)
             .open(&paths.lock)
             .map_err(io_err("open the run lock", &paths.lock))?;
         owner.claim(&paths.lock)?;
@@ -367,7 +371,11 @@ pub enum Probe {
 
 /// Probe the lock of a VM folder; cleans stale files when it is free.
 pub fn probe(paths: &Paths) -> Probe {
-    let file = match File::open(&paths.lock) {
+    let opened = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(&paths.lock);
+    let file = match opened {
         Ok(f) => f,
         Err(_) => return Probe::Stopped,
     };
@@ -457,6 +465,24 @@ mod tests {
         assert!(err.to_string().contains("writable by others"), "{err}");
         fs::set_permissions(&base, fs::Permissions::from_mode(0o700)).unwrap();
         paths.prepare_socket_dir(&owner).unwrap();
+    }
+
+    #[test]
+    fn planted_links_are_not_followed() {
+        let tmp = tempfile::tempdir().unwrap();
+        let victim = tmp.path().join("victim");
+        fs::write(&victim, b"precious").unwrap();
+        let vm = tmp.path().join("vm.xhyvm");
+        fs::create_dir(&vm).unwrap();
+        std::os::unix::fs::symlink(&victim, vm.join("run.tmp")).unwrap();
+        let lock = RunLock::acquire(&vm, "vm").unwrap();
+        lock.write_pid(false).unwrap();
+        assert_eq!(fs::read(&victim).unwrap(), b"precious");
+        drop(lock);
+        fs::remove_file(vm.join(LOCK_FILE)).unwrap();
+        std::os::unix::fs::symlink(&victim, vm.join(LOCK_FILE)).unwrap();
+        assert!(RunLock::acquire(&vm, "vm").is_err());
+        assert_eq!(fs::read(&victim).unwrap(), b"precious");
     }
 
     #[test]

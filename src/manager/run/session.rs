@@ -181,6 +181,8 @@ pub fn run(
                 .create(true)
                 .truncate(true)
                 .mode(LOG_MODE)
+                // Never follow a link planted in the (user's) folder.
+                .custom_flags(libc::O_NOFOLLOW)
                 .open(&paths.console_log)
                 .with_context(|| format!("cannot create {}", paths.console_log.display()))?;
             owner.claim(&paths.console_log)?;
