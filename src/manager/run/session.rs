@@ -165,8 +165,7 @@ pub fn run(
     let (handle, console_server, terminal) = match mode {
         Mode::Foreground => {
             let handle = launch(config, Box::new(console::StdoutSink))?;
-            let tty = crate::manager::run::sys::isatty(libc::STDIN_FILENO);
-            if tty {
+            if super::sys::isatty(libc::STDIN_FILENO) {
                 eprintln!("Console of {name}; {} quits.", console::ESCAPE_HELP);
             }
             let terminal = RawTerminal::enter(libc::STDIN_FILENO)
