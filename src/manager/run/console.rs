@@ -30,8 +30,26 @@ const CLIENT_QUEUE: usize = 1024;
 /// Bytes read from stdin or a console client at once.
 const INPUT_CHUNK: usize = 1024;
 
-/// The output queues of the attached console clients.
-type Clients = Mutex<Vec<Sender<Arc<[u8]>>>>;
+/// Recent output a newly attached console client sees first (e.g. the
+/// login prompt printed before it attached).
+const REPLAY_BYTES: usize = 4096;
+
+/// The attached console clients' output queues, and the recent output.
+type Clients = Mutex<Attached>;
+
+#[derive(Default)]
+struct Attached {
+    queues: Vec<Sender<Arc<[u8]>>>,
+    recent: std::collections::VecDeque<u8>,
+}
+
+impl Attached {
+    fn remember(&mut self, chunk: &[u8]) {
+        self.recent.extend(chunk);
+        let excess = self.recent.len().saturating_sub(REPLAY_BYTES);
+        self.recent.drain(..excess);
+    }
+}
 
 /// Finds the escape sequence in typed input.
 #[derive(Debug, Default)]
@@ -206,7 +224,7 @@ impl ConsoleHub {
     pub fn start(log: File) -> io::Result<(ConsoleHub, HubSink)> {
         let (tx, rx) = crossbeam_channel::bounded(OUTPUT_QUEUE);
         let hub = ConsoleHub {
-            clients: Arc::new(Mutex::new(Vec::new())),
+            clients: Arc::new(Mutex::new(Attached::default())),
         };
         let clients = Arc::clone(&hub.clients);
         std::thread::Builder::new()
@@ -235,10 +253,16 @@ impl ConsoleHub {
         if spawned.is_err() {
             return;
         }
-        self.clients
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push(tx);
+        {
+            // Under the lock the pump takes, so nothing is missed or doubled.
+            let mut attached = self.clients.lock().unwrap_or_else(|p| p.into_inner());
+            let (a, b) = attached.recent.as_slices();
+            let recent: Arc<[u8]> = [a, b].concat().into();
+            if !recent.is_empty() {
+                let _ = tx.try_send(recent);
+            }
+            attached.queues.push(tx);
+        }
         let mut reader = stream;
         let mut buf = [0u8; INPUT_CHUNK];
         loop {
@@ -261,16 +285,21 @@ fn pump(rx: Receiver<Arc<[u8]>>, mut log: File, clients: &Clients) {
             // A full disk must not stop the console clients.
             log_ok = false;
         }
-        clients
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
+        let mut attached = clients.lock().unwrap_or_else(|p| p.into_inner());
+        attached.remember(&chunk);
+        attached
+            .queues
             .retain(|client| match client.try_send(Arc::clone(&chunk)) {
                 Ok(()) | Err(TrySendError::Full(_)) => true,
                 Err(TrySendError::Disconnected(_)) => false,
             });
     }
     // The VM is gone: ending the client channels closes their sockets.
-    clients.lock().unwrap_or_else(|p| p.into_inner()).clear();
+    clients
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .queues
+        .clear();
 }
 
 #[cfg(test)]
@@ -354,6 +383,41 @@ mod tests {
     }
 
     #[test]
+    fn a_new_client_first_sees_recent_output() {
+        let log = tempfile::tempfile().unwrap();
+        let (hub, mut sink) = ConsoleHub::start(log).unwrap();
+        let old = vec![b'o'; REPLAY_BYTES];
+        sink.write_all(&old).unwrap();
+        sink.write_all(b"login: ").unwrap();
+        // Wait until the pump has seen it all.
+        while hub
+            .clients
+            .lock()
+            .unwrap()
+            .recent
+            .iter()
+            .rev()
+            .take(7)
+            .ne(b" :nigol".iter())
+        {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let (client, server_side) = UnixStream::pair().unwrap();
+        let hub2 = hub.clone();
+        let server = std::thread::spawn(move || hub2.serve(server_side, &|_: &[u8]| {}));
+        let mut reader = client.try_clone().unwrap();
+        reader
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let mut got = vec![0u8; REPLAY_BYTES];
+        reader.read_exact(&mut got).unwrap();
+        assert!(got.ends_with(b"login: "), "{:?}", &got[got.len() - 16..]);
+        assert_eq!(got.len(), REPLAY_BYTES);
+        client.shutdown(std::net::Shutdown::Both).unwrap();
+        server.join().unwrap();
+    }
+
+    #[test]
     fn hub_logs_output_and_serves_clients() {
         let dir = tempfile::tempdir().unwrap();
         let log_path = dir.path().join("console.log");
@@ -369,7 +433,7 @@ mod tests {
             })
         });
         // Wait until the client is registered, then produce output.
-        while hub.clients.lock().unwrap().is_empty() {
+        while hub.clients.lock().unwrap().queues.is_empty() {
             std::thread::sleep(Duration::from_millis(5));
         }
         sink.write_all(b"count=1\r\n").unwrap();
