@@ -283,8 +283,12 @@ fn kill_9_then_start_again() {
     lab.ok(&["start", name, "--detach"]);
     let pid = lab.pid().expect("run.json names the VM process");
     assert!(kill(pid, libc::SIGKILL));
+    // While the process dies, a status request may fail; then it is stopped.
     wait_for("the VM to be seen stopped", || {
-        lab.status_json()["result"]["state"] == "stopped"
+        let out = lab.cli(&["status", name, "--json"]);
+        out.status.success()
+            && serde_json::from_slice::<serde_json::Value>(&out.stdout)
+                .is_ok_and(|v| v["result"]["state"] == "stopped")
     });
     assert!(
         !lab.dir().join("run.json").exists(),

@@ -280,28 +280,14 @@ pub fn restart(library: &Library, args: &StopArgs) -> anyhow::Result<ExitCode> {
 pub fn status(library: &Library, args: &StatusArgs) -> anyhow::Result<ExitCode> {
     let entry = library.load(&args.name)?;
     let paths = Paths::of(&entry.dir)?;
-    let running = matches!(runtime::probe(&paths), Probe::Running(_));
     let mut out = std::io::stdout().lock();
-    if running {
-        if args.json {
-            let line = client::request_raw(&paths.control, &Command::Status, REQUEST_TIMEOUT)
-                .with_context(|| format!("VM {}: status", args.name))?;
-            writeln!(out, "{line}")?;
-            return Ok(ExitCode::SUCCESS);
+    if let Probe::Running(_) = runtime::probe(&paths) {
+        match print_running_status(&paths, args, &mut out) {
+            Ok(()) => return Ok(ExitCode::SUCCESS),
+            // It ended while we asked: report it as it is now.
+            Err(_) if matches!(runtime::probe(&paths), Probe::Stopped) => {}
+            Err(e) => return Err(e),
         }
-        let s = client::status(&paths.control, REQUEST_TIMEOUT)
-            .with_context(|| format!("VM {}: status", args.name))?;
-        let state = serde_json::to_value(s.status.state)?;
-        writeln!(out, "name:      {}", s.status.name)?;
-        writeln!(out, "state:     {}", state.as_str().unwrap_or("?"))?;
-        writeln!(out, "pid:       {}", s.pid)?;
-        writeln!(out, "uptime:    {}", uptime(s.status.uptime_secs))?;
-        writeln!(out, "vcpus:     {}", s.status.vcpus)?;
-        writeln!(out, "memory:    {} MiB", s.status.memory_mib)?;
-        if let Some(reason) = &s.status.exit_reason {
-            writeln!(out, "last exit: {}", exit::describe(reason))?;
-        }
-        return Ok(ExitCode::SUCCESS);
     }
     let last = runtime::read_last_exit(&paths);
     let state = match runtime::stopped_state(&paths) {
@@ -324,6 +310,34 @@ pub fn status(library: &Library, args: &StatusArgs) -> anyhow::Result<ExitCode> 
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Ask a running VM for its status and print it (nothing is printed when
+/// the request fails).
+fn print_running_status(
+    paths: &Paths,
+    args: &StatusArgs,
+    out: &mut impl Write,
+) -> anyhow::Result<()> {
+    let context = || format!("VM {}: status", args.name);
+    if args.json {
+        let line = client::request_raw(&paths.control, &Command::Status, REQUEST_TIMEOUT)
+            .with_context(context)?;
+        writeln!(out, "{line}")?;
+        return Ok(());
+    }
+    let s = client::status(&paths.control, REQUEST_TIMEOUT).with_context(context)?;
+    let state = serde_json::to_value(s.status.state)?;
+    writeln!(out, "name:      {}", s.status.name)?;
+    writeln!(out, "state:     {}", state.as_str().unwrap_or("?"))?;
+    writeln!(out, "pid:       {}", s.pid)?;
+    writeln!(out, "uptime:    {}", uptime(s.status.uptime_secs))?;
+    writeln!(out, "vcpus:     {}", s.status.vcpus)?;
+    writeln!(out, "memory:    {} MiB", s.status.memory_mib)?;
+    if let Some(reason) = &s.status.exit_reason {
+        writeln!(out, "last exit: {}", exit::describe(reason))?;
+    }
+    Ok(())
 }
 
 fn uptime(secs: u64) -> String {
