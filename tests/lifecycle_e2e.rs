@@ -71,6 +71,24 @@ impl Lab {
         wait_output(child, args)
     }
 
+    /// Run the CLI as `uid`/`gid` (setpriv, util-linux), bounded by PATIENCE.
+    fn cli_as(&self, uid: u32, gid: u32, args: &[&str]) -> Output {
+        let child = Command::new("setpriv")
+            .arg(format!("--reuid={uid}"))
+            .arg(format!("--regid={gid}"))
+            .arg("--clear-groups")
+            .arg(BIN)
+            .arg("--home")
+            .arg(self.home.path())
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        wait_output(child, args)
+    }
+
     fn ok(&self, args: &[&str]) -> String {
         let out = self.cli(args);
         assert!(
@@ -348,4 +366,74 @@ fn foreground_start_streams_the_console_and_ends_cleanly() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(!lab.dir().join("run.json").exists());
+}
+
+#[test]
+fn vm_started_by_root_belongs_to_the_folder_owner() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    const USER: (u32, u32) = (4242, 4243);
+    const STRANGER: (u32, u32) = (4244, 4244);
+    let Some(guest) = counter_guest() else {
+        eprintln!("skipped: no counter guest (see counter_guest())");
+        return;
+    };
+    // SAFETY: geteuid has no arguments and cannot fail.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("skipped: needs root (as `sudo start` does)");
+        return;
+    }
+    let lab = Lab::new(&guest);
+    let name = lab.name;
+    let dir = lab.dir();
+    std::fs::set_permissions(lab.home.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    for path in [dir.clone(), dir.join("config.ini")] {
+        std::os::unix::fs::chown(&path, Some(USER.0), Some(USER.1)).unwrap();
+    }
+
+    lab.ok(&["start", name, "--detach"]);
+    for file in [
+        "run.lock",
+        "run.json",
+        "console.log",
+        "control.sock",
+        "console.sock",
+    ] {
+        let meta = std::fs::symlink_metadata(dir.join(file)).unwrap();
+        assert_eq!((meta.uid(), meta.gid()), USER, "{file}");
+    }
+    for socket in ["control.sock", "console.sock"] {
+        let mode = std::fs::metadata(dir.join(socket)).unwrap().mode();
+        assert_eq!(mode & 0o777, 0o600, "{socket}");
+    }
+
+    // The owner controls it.
+    let out = lab.cli_as(USER.0, USER.1, &["status", name, "--json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["result"]["state"], "running");
+    let out = lab.cli_as(USER.0, USER.1, &["pause", name]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // Anyone else cannot, and the VM is unaffected.
+    let out = lab.cli_as(STRANGER.0, STRANGER.1, &["resume", name]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("resume"), "refused for another reason: {err}");
+    assert_eq!(lab.status_json()["result"]["state"], "paused");
+
+    let out = lab.cli_as(USER.0, USER.1, &["stop", name, "--force"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(lab.status_json()["result"]["state"], "stopped");
 }
