@@ -442,3 +442,19 @@ fn foreground_sigterm_stops_the_vm() {
     assert_eq!(vm.status(), 0);
     assert!(!is_running(dir));
 }
+
+#[test]
+fn long_folder_paths_use_the_fallback_sockets() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("v".repeat(120));
+    std::fs::create_dir(&dir).unwrap();
+    let vm = start_fake(&dir, "").unwrap();
+    let paths = Paths::of(&dir).unwrap();
+    let base = paths.socket_dir.clone().expect("a fallback socket dir");
+    assert!(paths.control.starts_with(&base) && paths.control.exists());
+    assert!(!dir.join(CONTROL_SOCKET).exists());
+    assert_eq!(runtime_state(&dir), RuntimeState::Running { pid: vm.pid });
+    client::request(&paths.control, &Command::Stop, PATIENCE).unwrap();
+    wait_for("the VM to stop", || !is_running(&dir));
+    assert!(!paths.control.exists() && !paths.console.exists());
+}
