@@ -52,8 +52,20 @@ pub enum Command {
     Edit(edit::EditArgs),
     /// Delete a VM's folder (asks first unless --yes).
     Delete(delete::DeleteArgs),
-    /// Start a VM.
+    /// Start a VM (foreground with its console, or --detach).
     Start(run::StartArgs),
+    /// Stop a VM: ACPI power button, then --force after --timeout.
+    Stop(run::StopArgs),
+    /// Pause every vCPU of a running VM.
+    Pause(run::VmNameArgs),
+    /// Resume a paused VM.
+    Resume(run::VmNameArgs),
+    /// Stop a VM, then start it again detached.
+    Restart(run::StopArgs),
+    /// State, uptime, pid, vCPUs, memory and last exit reason of a VM.
+    Status(run::StatusArgs),
+    /// Attach to a detached VM's serial console (Ctrl-] q detaches).
+    Console(run::VmNameArgs),
     /// Boot a VM several times and print how long each stage took.
     Bench(bench::BenchArgs),
     /// Copy the kernel and initrd out of an installer ISO.
@@ -91,6 +103,12 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Edit(args) => edit::run(&library()?, args),
         Command::Delete(args) => delete::run(&library()?, args),
         Command::Start(args) => run::start(&library()?, args),
+        Command::Stop(args) => run::stop(&library()?, args),
+        Command::Pause(args) => run::pause(&library()?, args),
+        Command::Resume(args) => run::resume(&library()?, args),
+        Command::Restart(args) => run::restart(&library()?, args),
+        Command::Status(args) => run::status(&library()?, args),
+        Command::Console(args) => run::console(&library()?, args),
         Command::Bench(args) => bench::run(&library()?, args),
         Command::Extract(args) => iso::run_extract(args),
         Command::Disk(command) => disk::run(command),
