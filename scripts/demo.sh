@@ -13,7 +13,7 @@ cd "$(dirname "$0")/.."
 scripts/install-deps.sh
 bash scripts/fixtures/debian-kernel.sh
 cargo build --release
-fixtures="${XHYVE_FIXTURES:-$PWD/target/fixtures/debian}"
+fixtures="${XHYVE_FIXTURE_DIR:-$PWD/target/fixtures}/debian"
 home="$(mktemp -d -t xhyve-demo.XXXXXX)"
 trap 'rm -rf "$home"' EXIT
 bin=target/release/xhyve-manager
@@ -25,7 +25,7 @@ elif [ -d /sys/module/kvm_pvm ] || grep -qs kvm_pvm /proc/modules; then
 fi
 
 "$bin" --home "$home" create demo --type linux --cpus 2 --memory 512M \
-    --kernel "$fixtures/vmlinuz" --initrd "$fixtures/initramfs.cpio.gz" \
+    --kernel "$fixtures/vmlinuz" --initrd "$fixtures/initramfs.cpio" \
     --cmdline "console=ttyS0 earlyprintk=serial noxsave clearcpuid=cx16,popcnt,rdtscp,rdpid,smap,pcid,invpcid nofsgsbase mitigations=off panic=-1"
 "$bin" --home "$home" info demo
 echo "demo: starting (Ctrl-] q quits)"

@@ -2,7 +2,7 @@
 //! and the lifecycle commands: `start`, `stop`, `pause`, `resume`,
 //! `restart`, `status`, `console`.
 //!
-//! The socket protocol is described in PROTOCOL.md next to this file; the
+//! The socket protocol is described in the README ("Control protocol"); the
 //! exit statuses of `start` in [`exit`].
 
 mod client;

@@ -1,4 +1,4 @@
-//! The control-socket protocol: JSON lines, versioned (see PROTOCOL.md).
+//! The control-socket protocol: JSON lines, versioned (documented in the README, "Control protocol").
 //!
 //! A request is one line `{"v":1,"cmd":"status"}`; the answer is one line
 //! `{"v":1,"ok":true,"result":{...}}` or

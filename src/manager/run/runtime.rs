@@ -26,7 +26,7 @@ pub const PID_FILE: &str = "run.json";
 pub const LAST_EXIT_FILE: &str = "last-exit.json";
 /// COM1 output of a detached VM, truncated at each start.
 pub const CONSOLE_LOG: &str = "console.log";
-/// Control socket (JSON lines, see PROTOCOL.md).
+/// Control socket (JSON lines, see the README, "Control protocol").
 pub const CONTROL_SOCKET: &str = "control.sock";
 /// Console socket of a detached VM (raw bytes both ways).
 pub const CONSOLE_SOCKET: &str = "console.sock";
