@@ -7,8 +7,9 @@
 //!
 //! What is asserted depends on the host's KVM:
 //! - everywhere: `Linux version`, `Command line:` with our command line,
-//!   the `BIOS-e820` map of the configured RAM, `ACPI: RSDP` and
-//!   `smpboot: Allowing 2 CPUs`;
+//!   the `BIOS-e820` map of the configured RAM, `Hypervisor detected: KVM`,
+//!   `ACPI: RSDP`, SMP configuration from the MADT with the
+//!   IOAPIC, and `smpboot: Allowing 2 CPUs`;
 //! - with hardware virtualization (kvm_intel / kvm_amd) also the
 //!   initramfs's userspace marker.
 //!
@@ -144,7 +145,10 @@ fn expected_markers(host: Host) -> Vec<String> {
         format!("Command line: {CMDLINE}"),
     ];
     m.extend(expected_e820_lines());
+    m.push("Hypervisor detected: KVM".into());
     m.push("ACPI: RSDP".into());
+    m.push("ACPI: Using ACPI (MADT) for SMP configuration information".into());
+    m.push("IOAPIC[0]:".into());
     m.push(format!("smpboot: Allowing {VCPUS} CPUs"));
     if host == Host::HardwareVirtualization {
         m.push(USERSPACE_MARKER.into());
@@ -157,8 +161,175 @@ fn tail(log: &str) -> String {
     lines[lines.len().saturating_sub(40)..].join("\n")
 }
 
+/// A kernel booting, either in this process through the library API or in
+/// a child `xhyve-manager start` (the path a user takes).
+enum Running {
+    InProcess {
+        handle: vmm::VmHandle,
+        exited: crossbeam_channel::Receiver<vmm::ExitReason>,
+    },
+    Cli {
+        child: std::process::Child,
+        home: tempfile::TempDir,
+        reader: Option<std::thread::JoinHandle<()>>,
+    },
+}
+
+impl Running {
+    /// Has the VM ended on its own? Returns a description if so.
+    fn poll_exit(&mut self) -> Option<String> {
+        match self {
+            Running::InProcess { exited, .. } => exited
+                .recv_timeout(Duration::from_millis(250))
+                .ok()
+                .map(|r| format!("{r:?}")),
+            Running::Cli { child, .. } => {
+                std::thread::sleep(Duration::from_millis(250));
+                child
+                    .try_wait()
+                    .unwrap()
+                    .map(|status| format!("start exited: {status}"))
+            }
+        }
+    }
+
+    /// Stop the VM (if still running) and wait for every thread/process.
+    fn stop(self) -> Option<String> {
+        match self {
+            Running::InProcess { handle, exited } => {
+                let _ = handle.request(Command::Stop);
+                let reason = exited.recv_timeout(Duration::from_secs(10)).ok();
+                assert!(
+                    reason.is_some(),
+                    "the VM did not stop within 10 s of Command::Stop"
+                );
+                handle.wait();
+                reason.map(|r| format!("{r:?}"))
+            }
+            Running::Cli {
+                mut child,
+                home,
+                reader,
+            } => {
+                // Through the control socket, as a user would from another terminal.
+                let stop = std::process::Command::new(env!("CARGO_BIN_EXE_xhyve-manager"))
+                    .arg("--home")
+                    .arg(home.path())
+                    .args(["stop", "real", "--force"])
+                    .output()
+                    .unwrap();
+                let deadline = Instant::now() + Duration::from_secs(15);
+                let status = loop {
+                    if let Some(status) = child.try_wait().unwrap() {
+                        break Some(status);
+                    }
+                    if Instant::now() >= deadline {
+                        let _ = child.kill();
+                        let _ = child.wait();
+                        break None;
+                    }
+                    std::thread::sleep(Duration::from_millis(100));
+                };
+                if let Some(reader) = reader {
+                    let _ = reader.join();
+                }
+                let status = status.unwrap_or_else(|| {
+                    panic!("`start` did not end within 15 s of `stop --force`: {stop:?}")
+                });
+                Some(format!(
+                    "start exited: {status}; stop: {}",
+                    String::from_utf8_lossy(&stop.stderr).trim()
+                ))
+            }
+        }
+    }
+}
+
+/// How the kernel is started.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Via {
+    LibraryApi,
+    /// `xhyve-manager create` then `xhyve-manager start` (foreground, stdout piped).
+    StartCommand,
+}
+
+fn start(
+    kernel: &Path,
+    initrd: &Path,
+    protocol: BootProtocol,
+    via: Via,
+    console: &Capture,
+) -> Running {
+    match via {
+        Via::LibraryApi => {
+            let mut config = VmConfig::new("real-kernel", kernel, MEMORY_MIB);
+            config.vcpus = VCPUS;
+            config.initrd = Some(initrd.to_path_buf());
+            config.cmdline = CMDLINE.to_string();
+            config.boot_protocol = protocol;
+            let vm = vmm::build(config, Box::new(console.clone())).expect("build the VM");
+            let handle = vm.start().expect("start the VM");
+            let exited = handle.exited();
+            Running::InProcess { handle, exited }
+        }
+        Via::StartCommand => {
+            let home = tempfile::tempdir().unwrap();
+            let bin = env!("CARGO_BIN_EXE_xhyve-manager");
+            let protocol = match protocol {
+                BootProtocol::Auto => "auto",
+                BootProtocol::Linux64 => "linux64",
+                BootProtocol::Linux32 => "linux32",
+                BootProtocol::Pvh => "pvh",
+            };
+            let created = std::process::Command::new(bin)
+                .arg("--home")
+                .arg(home.path())
+                .args([
+                    "create",
+                    "real",
+                    "--no-copy",
+                    "--memory",
+                    &format!("{MEMORY_MIB}M"),
+                ])
+                .args([
+                    "--cpus",
+                    &VCPUS.to_string(),
+                    "--protocol",
+                    protocol,
+                    "--cmdline",
+                    CMDLINE,
+                ])
+                .arg("--kernel")
+                .arg(kernel)
+                .arg("--initrd")
+                .arg(initrd)
+                .output()
+                .unwrap();
+            assert!(created.status.success(), "create: {created:?}");
+            let mut child = std::process::Command::new(bin)
+                .arg("--home")
+                .arg(home.path())
+                .args(["start", "real"])
+                .stdin(std::process::Stdio::null())
+                .stdout(std::process::Stdio::piped())
+                .spawn()
+                .unwrap();
+            let mut stdout = child.stdout.take().unwrap();
+            let mut sink = console.clone();
+            let reader = std::thread::spawn(move || {
+                let _ = std::io::copy(&mut stdout, &mut sink);
+            });
+            Running::Cli {
+                child,
+                home,
+                reader: Some(reader),
+            }
+        }
+    }
+}
+
 /// Boot `kernel` and check its console against what this host should show.
-fn boot_and_check(kernel: &Path, protocol: BootProtocol) {
+fn boot_and_check(kernel: &Path, protocol: BootProtocol, via: Via) {
     let fx = fixture();
     let host = detect_host();
     let _one = ONE_GUEST.lock().unwrap_or_else(|e| e.into_inner());
@@ -168,21 +339,13 @@ fn boot_and_check(kernel: &Path, protocol: BootProtocol) {
         (Host::Pvm, _) => PVM_BOUND_BZIMAGE,
     };
     eprintln!(
-        "real_kernel: {} ({}) via {protocol:?}, bound {bound:?}",
+        "real_kernel: {} ({}) via {protocol:?} and {via:?}, bound {bound:?}",
         kernel.display(),
         fx.version.trim()
     );
 
-    let mut config = VmConfig::new("real-kernel", kernel, MEMORY_MIB);
-    config.vcpus = VCPUS;
-    config.initrd = Some(fx.initramfs.clone());
-    config.cmdline = CMDLINE.to_string();
-    config.boot_protocol = protocol;
     let console = Capture::default();
-    let vm = vmm::build(config, Box::new(console.clone())).expect("build the VM");
-    let handle = vm.start().expect("start the VM");
-    let exited = handle.exited();
-
+    let mut running = start(kernel, &fx.initramfs, protocol, via, &console);
     let markers = expected_markers(host);
     let deadline = Instant::now() + bound;
     let mut exit = None;
@@ -191,7 +354,7 @@ fn boot_and_check(kernel: &Path, protocol: BootProtocol) {
         if markers.iter().all(|m| log.contains(m.as_str())) {
             break;
         }
-        if let Ok(reason) = exited.recv_timeout(Duration::from_millis(250)) {
+        if let Some(reason) = running.poll_exit() {
             exit = Some(reason);
             break;
         }
@@ -201,15 +364,10 @@ fn boot_and_check(kernel: &Path, protocol: BootProtocol) {
     }
     // Always stop the VM, whatever happened, before asserting.
     if exit.is_none() {
-        let _ = handle.request(Command::Stop);
-        exit = exited.recv_timeout(Duration::from_secs(10)).ok();
+        exit = running.stop();
+    } else {
+        drop(running.stop());
     }
-    assert!(
-        exit.is_some(),
-        "the VM did not stop within 10 s of Command::Stop"
-    );
-    // Joins every VM thread.
-    handle.wait();
 
     let log = console.text();
     let missing: Vec<&String> = markers
@@ -227,16 +385,18 @@ fn boot_and_check(kernel: &Path, protocol: BootProtocol) {
     );
 }
 
+/// The user's path: `create` + `start` in a child process, `stop --force`
+/// over the control socket.
 #[test]
-fn bzimage_boots_through_the_64bit_entry() {
+fn bzimage_boots_through_the_64bit_entry_with_start() {
     let fx = fixture();
-    boot_and_check(&fx.vmlinuz, BootProtocol::Linux64);
+    boot_and_check(&fx.vmlinuz, BootProtocol::Linux64, Via::StartCommand);
 }
 
 #[test]
 fn vmlinux_boots_through_pvh() {
     let fx = fixture();
-    boot_and_check(&fx.vmlinux, BootProtocol::Pvh);
+    boot_and_check(&fx.vmlinux, BootProtocol::Pvh, Via::LibraryApi);
 }
 
 /// The loaders alone on the real images (no vCPU runs).
