@@ -25,6 +25,12 @@ fn acpi_s5_powers_the_vm_off() {
     let run = common::run_guest(common::vm_config("poweroff", "poweroff"), TIMEOUT);
     assert_eq!(run.exit, ExitReason::PowerOff, "{}", run.serial);
     assert!(run.serial.contains("POWEROFF"), "{}", run.serial);
+    // SLP_TYP read from the DSDT's \\_S5, not assumed.
+    assert!(!run.serial.contains("NOTE"), "{}", run.serial);
+    assert_eq!(
+        common::parse_num(&run.value("S5_SLP_TYP")),
+        u64::from(xhyve_manager::vmm::devices::legacy::SLP_TYP_S5)
+    );
     assert_eq!(
         common::parse_num(&run.value("PM1A_CNT")),
         u64::from(xhyve_manager::vmm::layout::ACPI_PM1A_CNT_PORT)
@@ -159,4 +165,24 @@ fn console_input_reaches_the_guest() {
     let run = vm.wait_exit(TIMEOUT);
     run.assert_ok();
     assert_eq!(run.values("ECHO"), ["hello guest", "second line", "exit"]);
+}
+
+/// The ACPI power button (what `stop` presses first) reaches a guest that
+/// honours it: PWRBTN_STS is set, the SCI is delivered through the IOAPIC,
+/// and the guest's S5 ends the VM with PowerOff.
+#[test]
+fn power_button_reaches_a_guest_that_honours_it() {
+    let mut vm = common::start_guest(common::vm_config("acpid", "acpid"));
+    vm.wait_for_serial("WAITING_FOR_POWER_BUTTON\n", TIMEOUT);
+    vm.request(Command::PowerButton);
+    let run = vm.wait_exit(TIMEOUT);
+    assert_eq!(run.exit, ExitReason::PowerOff, "{}", run.serial);
+    assert_eq!(run.values("SCI"), ["9"], "{}", run.serial);
+    assert_eq!(
+        run.values("SCI_PENDING"),
+        ["1"],
+        "the SCI reached the LAPIC:\n{}",
+        run.serial
+    );
+    assert_eq!(run.values("PWRBTN_STS_AFTER_ACK"), ["0"], "{}", run.serial);
 }

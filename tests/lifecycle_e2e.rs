@@ -423,3 +423,45 @@ fn vm_started_by_root_belongs_to_the_folder_owner() {
     );
     assert_eq!(lab.status_json()["result"]["state"], "stopped");
 }
+
+/// `stop` without --force: the ACPI power button, honoured by the `acpid`
+/// guest, which powers off; `stop` returns once the VM has ended, and the
+/// last exit reason is a poweroff, not a forced stop. A guest that ignores
+/// the button (the counter) makes `stop` fail after --timeout, still running.
+#[test]
+fn graceful_stop_presses_the_power_button() {
+    let lab = Lab::new(&common::guest("acpid"));
+    let name = lab.name;
+    lab.ok(&["start", name, "--detach"]);
+    wait_for("the guest to wait for the power button", || {
+        std::fs::read_to_string(lab.dir().join("console.log"))
+            .unwrap_or_default()
+            .contains("WAITING_FOR_POWER_BUTTON")
+    });
+    lab.ok(&["stop", name, "--timeout", "30"]);
+    let log = std::fs::read_to_string(lab.dir().join("console.log")).unwrap();
+    assert!(log.contains("SCI_PENDING=1"), "{log}");
+    assert!(log.contains("POWEROFF"), "{log}");
+    let status = lab.status_json();
+    assert_eq!(status["result"]["state"], "stopped", "{status}");
+    assert_eq!(
+        status["result"]["exit_reason"]["kind"], "power_off",
+        "{status}"
+    );
+
+    let lab = Lab::new(&counter_guest());
+    lab.ok(&["start", name, "--detach"]);
+    wait_for("counting", || lab.last_count().is_some());
+    let out = lab.cli(&["stop", name, "--timeout", "1"]);
+    assert!(
+        !out.status.success(),
+        "a guest ignoring the button did not stop"
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("--force"),
+        "the message says what to do: {err}"
+    );
+    assert_eq!(lab.status_json()["result"]["state"], "running");
+    lab.ok(&["stop", name, "--force"]);
+}

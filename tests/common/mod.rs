@@ -51,6 +51,7 @@ pub const GUESTS: &[&str] = &[
     "emufail",
     "virtio",
     "echo",
+    "acpid",
 ];
 
 fn guests_src() -> PathBuf {

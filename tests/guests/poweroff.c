@@ -15,11 +15,8 @@ void guest_main(void)
     const struct acpi_sdt *fadt = acpi_table("FACP");
     u16 port = acpi_pm1a_cnt_port();
     int typ = -1;
-    if (fadt) {
-        u64 dsdt = *(const u32 *)((const u8 *)fadt + 40);
-        if (dsdt)
-            typ = acpi_s5_slp_typ((const struct acpi_sdt *)dsdt);
-    }
+    if (fadt && fadt_dsdt(fadt))
+        typ = acpi_s5_slp_typ(fadt_dsdt(fadt));
     if (typ < 0) {
         print("NOTE: no \\_S5 found, assuming SLP_TYP=5\n");
         typ = ASSUMED_S5;

@@ -38,4 +38,19 @@ static inline int acpi_s5_slp_typ(const struct acpi_sdt *dsdt)
     }
     return -1;
 }
+
+/* The DSDT a FADT points at: X_DSDT (offset 140) when the FADT is long
+ * enough and it is set, else the 32-bit DSDT field (offset 40). */
+#define FADT_DSDT_OFFSET   40
+#define FADT_X_DSDT_OFFSET 140
+static inline const struct acpi_sdt *fadt_dsdt(const struct acpi_sdt *fadt)
+{
+    const u8 *f = (const u8 *)fadt;
+    u64 dsdt = 0;
+    if (fadt->length >= FADT_X_DSDT_OFFSET + 8)
+        dsdt = *(const u64 *)(f + FADT_X_DSDT_OFFSET);
+    if (!dsdt)
+        dsdt = *(const u32 *)(f + FADT_DSDT_OFFSET);
+    return (const struct acpi_sdt *)dsdt;
+}
 #endif
