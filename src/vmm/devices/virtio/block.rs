@@ -14,14 +14,13 @@ use std::mem::offset_of;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use virtio_bindings::virtio_blk::{self, virtio_blk_config, virtio_blk_outhdr};
-use virtio_queue::{Queue, Reader, Writer};
+use virtio_queue::{Reader, Writer};
 
 use super::{
-    ActivateError, Activation, COMMON_FEATURES, Chain, VIRTIO_ID_BLOCK, VirtioDevice,
-    VirtioInterrupt, drain_queue, read_config_bytes,
+    ActivateError, Activation, COMMON_FEATURES, Chain, SingleQueue, VIRTIO_ID_BLOCK, VirtioDevice,
+    read_config_bytes,
 };
 use crate::vmm::config::DiskConfig;
 use crate::vmm::memory::GuestMemoryMmap;
@@ -68,12 +67,6 @@ pub enum Error {
     Metadata(PathBuf, #[source] std::io::Error),
 }
 
-struct Active {
-    mem: GuestMemoryMmap,
-    queue: Queue,
-    interrupt: Arc<dyn VirtioInterrupt>,
-}
-
 /// A virtio-blk device.
 pub struct Block {
     file: File,
@@ -81,7 +74,7 @@ pub struct Block {
     capacity_sectors: u64,
     id: [u8; VIRTIO_BLK_ID_BYTES],
     config: [u8; CONFIG_SIZE],
-    active: Option<Active>,
+    queue: SingleQueue,
 }
 
 impl Block {
@@ -115,7 +108,7 @@ impl Block {
             capacity_sectors,
             id,
             config,
-            active: None,
+            queue: SingleQueue::default(),
         }
     }
 
@@ -245,19 +238,10 @@ impl Block {
     }
 
     fn process(&mut self) {
-        let Some(active) = self.active.as_mut() else {
-            return;
-        };
         let (file, read_only, capacity, id) =
             (&self.file, self.read_only, self.capacity_sectors, &self.id);
-        let mem = &active.mem;
-        drain_queue(
-            &mut active.queue,
-            mem,
-            active.interrupt.as_ref(),
-            0,
-            |chain| Self::handle_request(file, read_only, capacity, id, mem, chain),
-        );
+        self.queue
+            .drain(|mem, chain| Self::handle_request(file, read_only, capacity, id, mem, chain));
     }
 }
 
@@ -286,15 +270,7 @@ impl VirtioDevice for Block {
     }
 
     fn activate(&mut self, activation: Activation) -> Result<(), ActivateError> {
-        let got = activation.queues.len();
-        let Some(Some(queue)) = activation.queues.into_iter().next() else {
-            return Err(ActivateError::QueueCount { expected: 1, got });
-        };
-        self.active = Some(Active {
-            mem: activation.mem,
-            queue,
-            interrupt: activation.interrupt,
-        });
+        self.queue.activate(activation)?;
         // Requests queued before DRIVER_OK are served now.
         self.process();
         Ok(())
@@ -307,7 +283,7 @@ impl VirtioDevice for Block {
     }
 
     fn reset(&mut self) {
-        self.active = None;
+        self.queue.reset();
     }
 }
 

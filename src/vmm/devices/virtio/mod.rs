@@ -151,6 +151,56 @@ pub fn drain_queue(
     }
 }
 
+/// The queue side of a device with one queue (virtio-blk, virtio-rng),
+/// served synchronously: what activation hands over, until reset.
+#[derive(Default)]
+pub struct SingleQueue {
+    active: Option<ActiveQueue>,
+}
+
+struct ActiveQueue {
+    mem: GuestMemoryMmap,
+    queue: Queue,
+    interrupt: Arc<dyn VirtioInterrupt>,
+}
+
+impl SingleQueue {
+    /// Take the one queue of `activation` (it must have been enabled).
+    pub fn activate(&mut self, activation: Activation) -> Result<(), ActivateError> {
+        let got = activation.queues.len();
+        let Some(Some(queue)) = activation.queues.into_iter().next() else {
+            return Err(ActivateError::QueueCount { expected: 1, got });
+        };
+        self.active = Some(ActiveQueue {
+            mem: activation.mem,
+            queue,
+            interrupt: activation.interrupt,
+        });
+        Ok(())
+    }
+
+    /// Serve every available chain with `handle` (see [`drain_queue`]);
+    /// nothing before activation or after reset.
+    pub fn drain(&mut self, mut handle: impl FnMut(&GuestMemoryMmap, Chain<'_>) -> u32) {
+        let Some(active) = self.active.as_mut() else {
+            return;
+        };
+        let mem = &active.mem;
+        drain_queue(
+            &mut active.queue,
+            mem,
+            active.interrupt.as_ref(),
+            0,
+            |chain| handle(mem, chain),
+        );
+    }
+
+    /// Drop the queue: the device is reset.
+    pub fn reset(&mut self) {
+        self.active = None;
+    }
+}
+
 #[cfg(test)]
 pub(crate) mod test_util {
     use std::sync::Mutex;
