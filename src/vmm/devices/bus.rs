@@ -80,31 +80,26 @@ impl Bus {
         (addr - base < entry.len).then(|| (*base, entry.device.clone()))
     }
 
+    /// Run `access` on the device covering `addr`, locked, with the base of
+    /// its range and the offset into it. Returns false when none does.
+    fn dispatch(&self, addr: u64, access: impl FnOnce(&mut dyn BusDevice, u64, u64)) -> bool {
+        let Some((base, dev)) = self.resolve(addr) else {
+            return false;
+        };
+        let mut device = dev.lock().unwrap_or_else(|e| e.into_inner());
+        access(&mut *device, base, addr - base);
+        true
+    }
+
     /// Dispatch a read. Returns false (and leaves `data` untouched) when no
     /// device covers `addr`.
     pub fn read(&self, addr: u64, data: &mut [u8]) -> bool {
-        match self.resolve(addr) {
-            Some((base, dev)) => {
-                dev.lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .read(base, addr - base, data);
-                true
-            }
-            None => false,
-        }
+        self.dispatch(addr, |dev, base, offset| dev.read(base, offset, data))
     }
 
     /// Dispatch a write. Returns false when no device covers `addr`.
     pub fn write(&self, addr: u64, data: &[u8]) -> bool {
-        match self.resolve(addr) {
-            Some((base, dev)) => {
-                dev.lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .write(base, addr - base, data);
-                true
-            }
-            None => false,
-        }
+        self.dispatch(addr, |dev, base, offset| dev.write(base, offset, data))
     }
 }
 

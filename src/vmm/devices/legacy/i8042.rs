@@ -16,7 +16,7 @@ use std::collections::VecDeque;
 use crossbeam_channel::Sender;
 use vmm_sys_util::eventfd::EventFd;
 
-use super::{raise_irq, send_event};
+use super::{raise_irq, read_byte_register, send_event};
 use crate::vmm::devices::{BusDevice, VmEvent};
 use crate::vmm::layout::{I8042_COMMAND_PORT, I8042_DATA_PORT};
 
@@ -277,10 +277,7 @@ impl BusDevice for I8042 {
         } else {
             0
         };
-        data.fill(0);
-        if let Some(first) = data.first_mut() {
-            *first = value;
-        }
+        read_byte_register(data, value);
     }
 
     fn write(&mut self, base: u64, offset: u64, data: &[u8]) {

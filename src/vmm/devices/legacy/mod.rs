@@ -37,6 +37,15 @@ fn send_event(events: &Sender<VmEvent>, event: VmEvent, what: &str) {
     }
 }
 
+/// Answer a read of an 8-bit register: `value` in the first byte, zeros
+/// in the rest of a wider access.
+fn read_byte_register(data: &mut [u8], value: u8) {
+    data.fill(0);
+    if let Some(first) = data.first_mut() {
+        *first = value;
+    }
+}
+
 /// Little-endian value of a 1-, 2-, 4- or 8-byte access (`None` for other sizes).
 fn le_value(data: &[u8]) -> Option<u64> {
     match data.len() {

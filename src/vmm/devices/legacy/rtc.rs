@@ -10,6 +10,7 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use super::read_byte_register;
 use crate::vmm::devices::BusDevice;
 use crate::vmm::layout::{RTC_DATA_PORT, RTC_INDEX_PORT};
 
@@ -220,10 +221,7 @@ impl BusDevice for Rtc {
         } else {
             0
         };
-        data.fill(0);
-        if let Some(first) = data.first_mut() {
-            *first = value;
-        }
+        read_byte_register(data, value);
     }
 
     fn write(&mut self, base: u64, offset: u64, data: &[u8]) {

@@ -10,16 +10,17 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
+use std::mem::offset_of;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
-use virtio_queue::{Queue, Reader, Writer};
+use virtio_bindings::virtio_blk::{self, virtio_blk_config, virtio_blk_outhdr};
+use virtio_queue::{Reader, Writer};
 
 use super::{
-    ActivateError, Activation, COMMON_FEATURES, Chain, VIRTIO_ID_BLOCK, VirtioDevice,
-    VirtioInterrupt, drain_queue, read_config_bytes,
+    ActivateError, Activation, COMMON_FEATURES, Chain, SingleQueue, VIRTIO_ID_BLOCK, VirtioDevice,
+    read_config_bytes,
 };
 use crate::vmm::config::DiskConfig;
 use crate::vmm::memory::GuestMemoryMmap;
@@ -29,23 +30,21 @@ pub const SECTOR_SIZE: u64 = 512;
 /// Size of the one request queue.
 pub const QUEUE_SIZE: u16 = 256;
 /// Feature bits (virtio 1.2 §5.2.3).
-pub const VIRTIO_BLK_F_SIZE_MAX: u32 = 1;
-pub const VIRTIO_BLK_F_SEG_MAX: u32 = 2;
-pub const VIRTIO_BLK_F_RO: u32 = 5;
-pub const VIRTIO_BLK_F_FLUSH: u32 = 9;
+pub use virtio_blk::{
+    VIRTIO_BLK_F_FLUSH, VIRTIO_BLK_F_RO, VIRTIO_BLK_F_SEG_MAX, VIRTIO_BLK_F_SIZE_MAX,
+};
 /// Request types (virtio 1.2 §5.2.6).
-pub const VIRTIO_BLK_T_IN: u32 = 0;
-pub const VIRTIO_BLK_T_OUT: u32 = 1;
-pub const VIRTIO_BLK_T_FLUSH: u32 = 4;
-pub const VIRTIO_BLK_T_GET_ID: u32 = 8;
-/// Status values.
-pub const VIRTIO_BLK_S_OK: u8 = 0;
-pub const VIRTIO_BLK_S_IOERR: u8 = 1;
-pub const VIRTIO_BLK_S_UNSUPP: u8 = 2;
+pub use virtio_blk::{VIRTIO_BLK_T_FLUSH, VIRTIO_BLK_T_GET_ID, VIRTIO_BLK_T_IN, VIRTIO_BLK_T_OUT};
+/// Status values (virtio 1.2 §5.2.6), as the status byte the device writes.
+pub const VIRTIO_BLK_S_OK: u8 = virtio_blk::VIRTIO_BLK_S_OK as u8;
+pub const VIRTIO_BLK_S_IOERR: u8 = virtio_blk::VIRTIO_BLK_S_IOERR as u8;
+pub const VIRTIO_BLK_S_UNSUPP: u8 = virtio_blk::VIRTIO_BLK_S_UNSUPP as u8;
 /// Length of the GET_ID string.
-pub const VIRTIO_BLK_ID_BYTES: usize = 20;
-/// Bytes of `struct virtio_blk_outhdr`.
-const REQUEST_HEADER_SIZE: usize = 16;
+pub const VIRTIO_BLK_ID_BYTES: usize = virtio_blk::VIRTIO_BLK_ID_BYTES as usize;
+/// `struct virtio_blk_outhdr`: its size and where `type` and `sector` are.
+const REQUEST_HEADER_SIZE: usize = size_of::<virtio_blk_outhdr>();
+const REQUEST_TYPE_OFFSET: usize = offset_of!(virtio_blk_outhdr, type_);
+const REQUEST_SECTOR_OFFSET: usize = offset_of!(virtio_blk_outhdr, sector);
 /// Advertised limits: data segments per request (the queue size minus the
 /// header and status descriptors) and bytes per segment.
 pub const SEG_MAX: u32 = QUEUE_SIZE as u32 - 2;
@@ -53,8 +52,12 @@ pub const SIZE_MAX: u32 = 0x1_0000;
 /// Largest data transfer of one request.
 const MAX_REQUEST_BYTES: u64 = SEG_MAX as u64 * SIZE_MAX as u64;
 /// Bytes of config space we expose: capacity, size_max, seg_max, geometry,
-/// blk_size (the last two zero: not offered).
-const CONFIG_SIZE: usize = 24;
+/// blk_size (the last two zero: not offered), i.e. `struct virtio_blk_config`
+/// up to `physical_block_exp`.
+const CONFIG_SIZE: usize = offset_of!(virtio_blk_config, physical_block_exp);
+const CONFIG_CAPACITY: usize = offset_of!(virtio_blk_config, capacity);
+const CONFIG_SIZE_MAX: usize = offset_of!(virtio_blk_config, size_max);
+const CONFIG_SEG_MAX: usize = offset_of!(virtio_blk_config, seg_max);
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -64,12 +67,6 @@ pub enum Error {
     Metadata(PathBuf, #[source] std::io::Error),
 }
 
-struct Active {
-    mem: GuestMemoryMmap,
-    queue: Queue,
-    interrupt: Arc<dyn VirtioInterrupt>,
-}
-
 /// A virtio-blk device.
 pub struct Block {
     file: File,
@@ -77,7 +74,7 @@ pub struct Block {
     capacity_sectors: u64,
     id: [u8; VIRTIO_BLK_ID_BYTES],
     config: [u8; CONFIG_SIZE],
-    active: Option<Active>,
+    queue: SingleQueue,
 }
 
 impl Block {
@@ -102,16 +99,16 @@ impl Block {
         let n = name.len().min(VIRTIO_BLK_ID_BYTES);
         id[..n].copy_from_slice(&name[..n]);
         let mut config = [0u8; CONFIG_SIZE];
-        config[0..8].copy_from_slice(&capacity_sectors.to_le_bytes());
-        config[8..12].copy_from_slice(&SIZE_MAX.to_le_bytes());
-        config[12..16].copy_from_slice(&SEG_MAX.to_le_bytes());
+        config[CONFIG_CAPACITY..][..8].copy_from_slice(&capacity_sectors.to_le_bytes());
+        config[CONFIG_SIZE_MAX..][..4].copy_from_slice(&SIZE_MAX.to_le_bytes());
+        config[CONFIG_SEG_MAX..][..4].copy_from_slice(&SEG_MAX.to_le_bytes());
         Block {
             file,
             read_only,
             capacity_sectors,
             id,
             config,
-            active: None,
+            queue: SingleQueue::default(),
         }
     }
 
@@ -164,8 +161,16 @@ impl Block {
         if reader.read_exact(&mut header).is_err() {
             return (VIRTIO_BLK_S_IOERR, 0);
         }
-        let request_type = u32::from_le_bytes(header[0..4].try_into().unwrap_or_default());
-        let sector = u64::from_le_bytes(header[8..16].try_into().unwrap_or_default());
+        let request_type = u32::from_le_bytes(
+            header[REQUEST_TYPE_OFFSET..][..4]
+                .try_into()
+                .unwrap_or_default(),
+        );
+        let sector = u64::from_le_bytes(
+            header[REQUEST_SECTOR_OFFSET..][..8]
+                .try_into()
+                .unwrap_or_default(),
+        );
         match request_type {
             VIRTIO_BLK_T_IN => {
                 let len = writer.available_bytes();
@@ -233,19 +238,10 @@ impl Block {
     }
 
     fn process(&mut self) {
-        let Some(active) = self.active.as_mut() else {
-            return;
-        };
         let (file, read_only, capacity, id) =
             (&self.file, self.read_only, self.capacity_sectors, &self.id);
-        let mem = &active.mem;
-        drain_queue(
-            &mut active.queue,
-            mem,
-            active.interrupt.as_ref(),
-            0,
-            |chain| Self::handle_request(file, read_only, capacity, id, mem, chain),
-        );
+        self.queue
+            .drain(|mem, chain| Self::handle_request(file, read_only, capacity, id, mem, chain));
     }
 }
 
@@ -274,15 +270,7 @@ impl VirtioDevice for Block {
     }
 
     fn activate(&mut self, activation: Activation) -> Result<(), ActivateError> {
-        let got = activation.queues.len();
-        let Some(Some(queue)) = activation.queues.into_iter().next() else {
-            return Err(ActivateError::QueueCount { expected: 1, got });
-        };
-        self.active = Some(Active {
-            mem: activation.mem,
-            queue,
-            interrupt: activation.interrupt,
-        });
+        self.queue.activate(activation)?;
         // Requests queued before DRIVER_OK are served now.
         self.process();
         Ok(())
@@ -295,7 +283,7 @@ impl VirtioDevice for Block {
     }
 
     fn reset(&mut self) {
-        self.active = None;
+        self.queue.reset();
     }
 }
 

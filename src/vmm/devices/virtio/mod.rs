@@ -9,6 +9,7 @@
 
 use std::sync::Arc;
 
+use virtio_bindings::virtio_ids;
 use virtio_queue::{DescriptorChain, Queue, QueueT};
 
 use crate::vmm::memory::GuestMemoryMmap;
@@ -21,15 +22,15 @@ pub mod tap;
 
 pub use tap::Tap;
 
-/// Device IDs (virtio 1.2 §5).
-pub const VIRTIO_ID_NET: u16 = 1;
-pub const VIRTIO_ID_BLOCK: u16 = 2;
-pub const VIRTIO_ID_RNG: u16 = 4;
+/// Device IDs (virtio 1.2 §5), as the `u16` the transports carry
+/// (virtio-bindings has them as `u32`).
+pub const VIRTIO_ID_NET: u16 = virtio_ids::VIRTIO_ID_NET as u16;
+pub const VIRTIO_ID_BLOCK: u16 = virtio_ids::VIRTIO_ID_BLOCK as u16;
+pub const VIRTIO_ID_RNG: u16 = virtio_ids::VIRTIO_ID_RNG as u16;
 
 /// Reserved feature bits (virtio 1.2 §6).
-pub const VIRTIO_RING_F_INDIRECT_DESC: u32 = 28;
-pub const VIRTIO_RING_F_EVENT_IDX: u32 = 29;
-pub const VIRTIO_F_VERSION_1: u32 = 32;
+pub use virtio_bindings::virtio_config::VIRTIO_F_VERSION_1;
+pub use virtio_bindings::virtio_ring::{VIRTIO_RING_F_EVENT_IDX, VIRTIO_RING_F_INDIRECT_DESC};
 
 /// Features every device here offers: modern interface, indirect
 /// descriptors and used/avail event suppression (virtio-queue handles both).
@@ -150,19 +151,70 @@ pub fn drain_queue(
     }
 }
 
+/// The queue side of a device with one queue (virtio-blk, virtio-rng),
+/// served synchronously: what activation hands over, until reset.
+#[derive(Default)]
+pub struct SingleQueue {
+    active: Option<ActiveQueue>,
+}
+
+struct ActiveQueue {
+    mem: GuestMemoryMmap,
+    queue: Queue,
+    interrupt: Arc<dyn VirtioInterrupt>,
+}
+
+impl SingleQueue {
+    /// Take the one queue of `activation` (it must have been enabled).
+    pub fn activate(&mut self, activation: Activation) -> Result<(), ActivateError> {
+        let got = activation.queues.len();
+        let Some(Some(queue)) = activation.queues.into_iter().next() else {
+            return Err(ActivateError::QueueCount { expected: 1, got });
+        };
+        self.active = Some(ActiveQueue {
+            mem: activation.mem,
+            queue,
+            interrupt: activation.interrupt,
+        });
+        Ok(())
+    }
+
+    /// Serve every available chain with `handle` (see [`drain_queue`]);
+    /// nothing before activation or after reset.
+    pub fn drain(&mut self, mut handle: impl FnMut(&GuestMemoryMmap, Chain<'_>) -> u32) {
+        let Some(active) = self.active.as_mut() else {
+            return;
+        };
+        let mem = &active.mem;
+        drain_queue(
+            &mut active.queue,
+            mem,
+            active.interrupt.as_ref(),
+            0,
+            |chain| handle(mem, chain),
+        );
+    }
+
+    /// Drop the queue: the device is reset.
+    pub fn reset(&mut self) {
+        self.active = None;
+    }
+}
+
 #[cfg(test)]
 pub(crate) mod test_util {
     use std::sync::Mutex;
 
+    use virtio_bindings::virtio_ring;
     use virtio_queue::desc::{RawDescriptor, split::Descriptor as SplitDescriptor};
     use virtio_queue::mock::MockSplitQueue;
     use vm_memory::GuestAddress;
 
     use super::*;
 
-    /// Descriptor flags (virtio 1.2 §2.7.5).
-    pub const VRING_DESC_F_NEXT: u16 = 1;
-    pub const VRING_DESC_F_WRITE: u16 = 2;
+    /// Descriptor flags (virtio 1.2 §2.7.5), as the `u16` a descriptor holds.
+    pub const VRING_DESC_F_NEXT: u16 = virtio_ring::VRING_DESC_F_NEXT as u16;
+    pub const VRING_DESC_F_WRITE: u16 = virtio_ring::VRING_DESC_F_WRITE as u16;
 
     /// Guest memory for device tests: 1 MiB from 0; queues at 0, buffers above.
     pub fn test_memory() -> GuestMemoryMmap {

@@ -9,10 +9,12 @@
 //! and on drop.
 
 use std::io::{self, Read};
+use std::mem::offset_of;
 use std::os::fd::{AsRawFd, RawFd};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
+use virtio_bindings::virtio_net::{virtio_net_config, virtio_net_hdr_v1};
 use virtio_queue::{Queue, QueueT, Reader, Writer};
 use vmm_sys_util::epoll::{ControlOperation, Epoll, EpollEvent, EventSet};
 use vmm_sys_util::eventfd::{EFD_NONBLOCK, EventFd};
@@ -25,7 +27,7 @@ use super::{
 use crate::vmm::memory::GuestMemoryMmap;
 
 /// Feature bit: the device has a MAC address in config space (§5.1.3).
-pub const VIRTIO_NET_F_MAC: u32 = 5;
+pub use virtio_bindings::virtio_net::VIRTIO_NET_F_MAC;
 /// Queue indices (§5.1.2).
 pub const RX_QUEUE: u16 = 0;
 pub const TX_QUEUE: u16 = 1;
@@ -35,9 +37,10 @@ pub const QUEUE_SIZE: u16 = 256;
 /// VLAN headers, and the vnet header.
 pub const MAX_BUFFER_SIZE: usize = 65562;
 /// Offset of `num_buffers` in `virtio_net_hdr_v1`.
-const NUM_BUFFERS_OFFSET: usize = 10;
-/// Config space: mac[6] (status and the rest are not offered).
-const CONFIG_SIZE: usize = 6;
+const NUM_BUFFERS_OFFSET: usize = offset_of!(virtio_net_hdr_v1, num_buffers);
+/// Config space: `virtio_net_config` up to `mac` (status and the rest are
+/// not offered).
+const CONFIG_SIZE: usize = offset_of!(virtio_net_config, status);
 
 // epoll tokens of the receive worker.
 const TOKEN_BACKEND: u64 = 0;

@@ -19,6 +19,7 @@
 use std::sync::atomic::{AtomicU8, AtomicU16, Ordering};
 use std::sync::{Arc, Mutex};
 
+use virtio_bindings::virtio_config;
 use virtio_queue::{Queue, QueueT};
 
 use super::{Activation, InterruptKind, VIRTIO_F_VERSION_1, VIRTIO_RING_F_EVENT_IDX};
@@ -29,6 +30,10 @@ use crate::vmm::devices::pci::configuration::{self, PciConfiguration, PciHeader}
 use crate::vmm::devices::pci::msi_routing::{self, MsiRouter};
 use crate::vmm::devices::pci::msix::{self, MSIX_MESSAGE_CONTROL_OFFSET, Msix};
 use crate::vmm::memory::GuestMemoryMmap;
+
+// virtio-bindings 0.2.7 has no `virtio_pci` module (linux/virtio_pci.h):
+// the PCI IDs, capability, common-config, ISR and MSI-X constants below are
+// our own; the device status bits come from its `virtio_config`.
 
 /// Red Hat, Inc., the virtio vendor ID (virtio 1.2 §4.1.2).
 pub const VIRTIO_PCI_VENDOR_ID: u16 = 0x1af4;
@@ -69,13 +74,13 @@ pub const MSIX_TABLE_OFFSET: u64 = 0x4000;
 pub const MSIX_PBA_OFFSET: u64 = 0x5000;
 const REGION_SIZE: u64 = 0x1000;
 
-/// Device status bits (virtio 1.2 §2.1).
-pub const STATUS_ACKNOWLEDGE: u8 = 1;
-pub const STATUS_DRIVER: u8 = 2;
-pub const STATUS_DRIVER_OK: u8 = 4;
-pub const STATUS_FEATURES_OK: u8 = 8;
-pub const STATUS_DEVICE_NEEDS_RESET: u8 = 0x40;
-pub const STATUS_FAILED: u8 = 0x80;
+/// Device status bits (virtio 1.2 §2.1), as the `u8` `device_status` holds.
+pub const STATUS_ACKNOWLEDGE: u8 = virtio_config::VIRTIO_CONFIG_S_ACKNOWLEDGE as u8;
+pub const STATUS_DRIVER: u8 = virtio_config::VIRTIO_CONFIG_S_DRIVER as u8;
+pub const STATUS_DRIVER_OK: u8 = virtio_config::VIRTIO_CONFIG_S_DRIVER_OK as u8;
+pub const STATUS_FEATURES_OK: u8 = virtio_config::VIRTIO_CONFIG_S_FEATURES_OK as u8;
+pub const STATUS_DEVICE_NEEDS_RESET: u8 = virtio_config::VIRTIO_CONFIG_S_NEEDS_RESET as u8;
+pub const STATUS_FAILED: u8 = virtio_config::VIRTIO_CONFIG_S_FAILED as u8;
 /// "No MSI-X vector" (virtio 1.2 §4.1.5.1.2).
 pub const VIRTIO_MSI_NO_VECTOR: u16 = 0xffff;
 /// ISR bits (virtio 1.2 §4.1.4.5).

@@ -4,13 +4,11 @@
 use std::fs::File;
 use std::io::{Read, Write};
 use std::path::Path;
-use std::sync::Arc;
 
-use virtio_queue::{Queue, Writer};
+use virtio_queue::Writer;
 
 use super::{
-    ActivateError, Activation, COMMON_FEATURES, Chain, VIRTIO_ID_RNG, VirtioDevice,
-    VirtioInterrupt, drain_queue,
+    ActivateError, Activation, COMMON_FEATURES, Chain, SingleQueue, VIRTIO_ID_RNG, VirtioDevice,
 };
 use crate::vmm::memory::GuestMemoryMmap;
 
@@ -27,16 +25,10 @@ pub enum Error {
     Open(#[source] std::io::Error),
 }
 
-struct Active {
-    mem: GuestMemoryMmap,
-    queue: Queue,
-    interrupt: Arc<dyn VirtioInterrupt>,
-}
-
 /// A virtio-rng device.
 pub struct Rng {
     source: Box<dyn Read + Send>,
-    active: Option<Active>,
+    queue: SingleQueue,
 }
 
 impl Rng {
@@ -49,7 +41,7 @@ impl Rng {
     pub fn with_source(source: Box<dyn Read + Send>) -> Self {
         Rng {
             source,
-            active: None,
+            queue: SingleQueue::default(),
         }
     }
 
@@ -71,18 +63,9 @@ impl Rng {
     }
 
     fn process(&mut self) {
-        let Some(active) = self.active.as_mut() else {
-            return;
-        };
         let source = &mut self.source;
-        let mem = &active.mem;
-        drain_queue(
-            &mut active.queue,
-            mem,
-            active.interrupt.as_ref(),
-            0,
-            |chain| Self::fill(source.as_mut(), mem, chain),
-        );
+        self.queue
+            .drain(|mem, chain| Self::fill(source.as_mut(), mem, chain));
     }
 }
 
@@ -105,15 +88,8 @@ impl VirtioDevice for Rng {
     }
 
     fn activate(&mut self, activation: Activation) -> Result<(), ActivateError> {
-        let got = activation.queues.len();
-        let Some(Some(queue)) = activation.queues.into_iter().next() else {
-            return Err(ActivateError::QueueCount { expected: 1, got });
-        };
-        self.active = Some(Active {
-            mem: activation.mem,
-            queue,
-            interrupt: activation.interrupt,
-        });
+        self.queue.activate(activation)?;
+        // Requests queued before DRIVER_OK are served now.
         self.process();
         Ok(())
     }
@@ -125,12 +101,14 @@ impl VirtioDevice for Rng {
     }
 
     fn reset(&mut self) {
-        self.active = None;
+        self.queue.reset();
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
     use virtio_queue::mock::MockSplitQueue;
     use vm_memory::{Bytes, GuestAddress};
 

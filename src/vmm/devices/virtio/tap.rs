@@ -8,6 +8,8 @@ use std::io::{Read, Write};
 use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::fs::OpenOptionsExt;
 
+use virtio_bindings::virtio_net::virtio_net_hdr_v1;
+
 /// The TUN/TAP clone device.
 const TUN_DEVICE: &str = "/dev/net/tun";
 /// Interface names are at most IFNAMSIZ - 1 bytes (linux/if.h).
@@ -15,7 +17,7 @@ const IFNAMSIZ: usize = 16;
 /// Bytes of `struct ifreq` (linux/if.h) on 64-bit Linux.
 const IFREQ_SIZE: usize = 40;
 /// Size of `struct virtio_net_hdr_v1` (virtio 1.2 §5.1.6).
-pub const VNET_HDR_SIZE: usize = 12;
+pub const VNET_HDR_SIZE: usize = size_of::<virtio_net_hdr_v1>();
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
