@@ -5,7 +5,8 @@
 use std::os::unix::fs::FileExt;
 
 use clap::Parser;
-use xhyve_manager::manager::disk::{self, DiskCommand, Error};
+use xhyve_manager::manager::cli::{DiskCommand, run_disk};
+use xhyve_manager::manager::disk::{self, Error};
 
 const GIB: u64 = 1 << 30;
 
@@ -100,15 +101,15 @@ fn subcommands_parse_and_run() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("cli.img");
     let p = path.to_str().unwrap();
-    disk::run(&parse(&["create", p, "2G"])).unwrap();
+    run_disk(&parse(&["create", p, "2G"])).unwrap();
     assert_eq!(disk::usage(&path).unwrap().0, 2 * GIB);
     // A bare number counts MiB; +SIZE grows by that much.
-    disk::run(&parse(&["resize", p, "+512M"])).unwrap();
+    run_disk(&parse(&["resize", p, "+512M"])).unwrap();
     assert_eq!(disk::usage(&path).unwrap().0, 2 * GIB + GIB / 2);
-    assert!(disk::run(&parse(&["resize", p, "1024"])).is_err());
-    disk::run(&parse(&["resize", p, "1024", "--allow-shrink"])).unwrap();
+    assert!(run_disk(&parse(&["resize", p, "1024"])).is_err());
+    run_disk(&parse(&["resize", p, "1024", "--allow-shrink"])).unwrap();
     assert_eq!(disk::usage(&path).unwrap().0, GIB);
-    disk::run(&parse(&["info", p])).unwrap();
+    run_disk(&parse(&["info", p])).unwrap();
     assert!(matches!(
         parse(&["which-kernel", p]),
         DiskCommand::BootInfo { .. }
@@ -118,9 +119,9 @@ fn subcommands_parse_and_run() {
         DiskCommand::BootInfo { .. }
     ));
     assert!(
-        disk::run(&parse(&["boot-info", p])).is_err(),
+        run_disk(&parse(&["boot-info", p])).is_err(),
         "an empty disk has no kernel"
     );
-    let err = disk::run(&parse(&["create", p, "2X"])).unwrap_err();
+    let err = run_disk(&parse(&["create", p, "2X"])).unwrap_err();
     assert!(format!("{err:#}").contains("2X"), "{err:#}");
 }

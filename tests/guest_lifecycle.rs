@@ -186,3 +186,33 @@ fn power_button_reaches_a_guest_that_honours_it() {
     );
     assert_eq!(run.values("PWRBTN_STS_AFTER_ACK"), ["0"], "{}", run.serial);
 }
+
+#[test]
+fn ctrl_alt_del_reaches_a_guest_through_the_i8042() {
+    let mut vm = common::start_guest(common::vm_config("cad", "cad"));
+    vm.wait_for_serial("WAITING_FOR_CAD\n", TIMEOUT);
+    assert_eq!(vm.request(Command::CtrlAltDel), Response::Ok);
+    let run = vm.wait_exit(TIMEOUT);
+    assert_eq!(run.exit, ExitReason::Reset, "{}", run.serial);
+    assert!(run.serial.contains("\nCTRL_ALT_DEL\n"), "{}", run.serial);
+    // The power-on command byte translates to set 1, and the guest keeps it.
+    assert_eq!(run.values("SCANCODE_SET"), ["1"], "{}", run.serial);
+    assert_eq!(
+        run.values("CAD_SCANCODES"),
+        ["1d,38,e0,53,e0,d3,b8,9d"],
+        "LCtrl, LAlt, E0 Del pressed, then released in reverse:\n{}",
+        run.serial
+    );
+    assert_eq!(
+        run.values("KBD_IRQ_PENDING_BEFORE"),
+        ["0"],
+        "{}",
+        run.serial
+    );
+    assert_eq!(
+        run.values("KBD_IRQ_PENDING"),
+        ["1"],
+        "IRQ 1 reached the LAPIC through the IOAPIC:\n{}",
+        run.serial
+    );
+}

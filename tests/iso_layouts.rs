@@ -7,7 +7,8 @@ mod iso_support;
 use std::path::Path;
 
 use iso_support::{Names, bytes, iso};
-use xhyve_manager::manager::iso::{self, Error, ExtractArgs, IsoBoot};
+use xhyve_manager::manager::cli::{ExtractArgs, run_extract};
+use xhyve_manager::manager::iso::{self, Error, IsoBoot};
 
 struct Case {
     name: &'static str,
@@ -391,7 +392,7 @@ fn run_extract_copies_into_the_folder_it_is_given() {
         kernel: None,
         initrd: None,
     };
-    iso::run_extract(&args).unwrap();
+    run_extract(&args).unwrap();
     assert_eq!(std::fs::read(to.join("vmlinuz")).unwrap(), kernel);
     assert_eq!(std::fs::read(to.join("initrd.gz")).unwrap(), initrd);
 }

@@ -465,3 +465,36 @@ fn graceful_stop_presses_the_power_button() {
     assert_eq!(lab.status_json()["result"]["state"], "running");
     lab.ok(&["stop", name, "--force"]);
 }
+
+/// `ctrl_alt_del` on the control socket (no CLI subcommand sends it): the
+/// `cad` guest reads the scancodes from the i8042 and resets through it, so
+/// the detached VM ends and its last exit reason is a reset.
+#[test]
+fn ctrl_alt_del_on_the_socket_reaches_the_guest() {
+    let lab = Lab::new(&common::guest("cad"));
+    let name = lab.name;
+    lab.ok(&["start", name, "--detach"]);
+    let log = || std::fs::read_to_string(lab.dir().join("console.log")).unwrap_or_default();
+    wait_for("the guest to wait for Ctrl-Alt-Del", || {
+        log().contains("WAITING_FOR_CAD")
+    });
+    let reply = raw_request(&lab.dir(), b"{\"v\":1,\"cmd\":\"ctrl_alt_del\"}\n");
+    assert_eq!(reply["ok"], true, "{reply}");
+    // Until the VM process is gone `status` may catch it between the VM's
+    // end and the recorded exit, so poll for the recorded reason.
+    let mut status = serde_json::Value::Null;
+    wait_for("the VM to end with a recorded exit reason", || {
+        let out = lab.cli(&["status", name, "--json"]);
+        status = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        status["ok"] == true
+            && status["result"]["state"] == "stopped"
+            && !status["result"]["exit_reason"].is_null()
+    });
+    assert_eq!(status["result"]["exit_reason"]["kind"], "reset", "{status}");
+    let log = log();
+    assert!(
+        log.contains("CAD_SCANCODES=1d,38,e0,53,e0,d3,b8,9d"),
+        "{log}"
+    );
+    assert!(log.contains("CTRL_ALT_DEL"), "{log}");
+}

@@ -6,7 +6,9 @@
 mod bench;
 mod create;
 mod delete;
+mod disk;
 mod edit;
+mod extract;
 mod info;
 mod list;
 mod prompt;
@@ -19,7 +21,12 @@ use std::process::ExitCode;
 use clap::{CommandFactory, Parser, Subcommand};
 
 use super::library::Library;
-use super::{disk, iso, run};
+use super::run;
+
+// The clap types and handlers of the media tools, for callers that drive
+// them without the binary (their tests).
+pub use disk::{DiskCommand, run as run_disk};
+pub use extract::{ExtractArgs, run as run_extract};
 
 /// Program name used in messages, completions and the man page.
 pub const PROGRAM: &str = "xhyve-manager";
@@ -69,7 +76,7 @@ pub enum Command {
     /// Boot a VM several times and print how long each stage took.
     Bench(bench::BenchArgs),
     /// Copy the kernel and initrd out of an installer ISO.
-    Extract(iso::ExtractArgs),
+    Extract(extract::ExtractArgs),
     /// Disk image tools.
     #[command(subcommand)]
     Disk(disk::DiskCommand),
@@ -110,7 +117,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Status(args) => run::status(&library()?, args),
         Command::Console(args) => run::console(&library()?, args),
         Command::Bench(args) => bench::run(&library()?, args),
-        Command::Extract(args) => iso::run_extract(args),
+        Command::Extract(args) => extract::run(args),
         Command::Disk(command) => disk::run(command),
         Command::Completions { shell } => {
             let mut command = Cli::command();

@@ -52,6 +52,7 @@ pub const GUESTS: &[&str] = &[
     "virtio",
     "echo",
     "acpid",
+    "cad",
 ];
 
 fn guests_src() -> PathBuf {

@@ -13,8 +13,6 @@ mod testimage;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
-use anyhow::Context;
-
 use distro::{LAYOUTS, Layout};
 use reader::{Entry, IsoImage, ReadError};
 
@@ -82,7 +80,8 @@ pub struct IsoBoot {
     pub cmdline: String,
 }
 
-fn open(iso: &Path) -> Result<IsoImage<File>, Error> {
+/// Open `iso` for reading; errors name the image.
+pub fn open(iso: &Path) -> Result<IsoImage<File>, Error> {
     IsoImage::open(iso).map_err(|source| Error::Read {
         iso: iso.to_path_buf(),
         source,
@@ -245,43 +244,4 @@ fn copy_entry<R: reader::Source>(
         source,
     })?;
     Ok(path)
-}
-
-/// `extract ISO [--to DIR]` arguments.
-#[derive(Debug, clap::Args)]
-pub struct ExtractArgs {
-    /// The installer ISO image.
-    pub iso: PathBuf,
-    /// Folder to copy kernel and initrd into (default: the current folder).
-    #[arg(long)]
-    pub to: Option<PathBuf>,
-    /// Kernel path inside the ISO, for layouts the detection table does not know.
-    #[arg(long, requires = "initrd")]
-    pub kernel: Option<String>,
-    /// Initrd path inside the ISO, with --kernel.
-    #[arg(long, requires = "kernel")]
-    pub initrd: Option<String>,
-}
-
-pub fn run_extract(args: &ExtractArgs) -> anyhow::Result<std::process::ExitCode> {
-    let boot = match (&args.kernel, &args.initrd) {
-        (Some(kernel), Some(initrd)) => choose(&args.iso, kernel, initrd)?,
-        (None, None) => inspect(&args.iso)?,
-        _ => anyhow::bail!("--kernel and --initrd go together"),
-    };
-    let label = open(&args.iso)?.label().to_string();
-    println!(
-        "{}: {} (volume label '{label}')",
-        args.iso.display(),
-        boot.distro
-    );
-    println!("  kernel   {}", boot.kernel);
-    println!("  initrd   {}", boot.initrd);
-    println!("  cmdline  {}", boot.cmdline);
-    let dest = args.to.clone().unwrap_or_else(|| PathBuf::from("."));
-    std::fs::create_dir_all(&dest).with_context(|| format!("cannot create {}", dest.display()))?;
-    let (kernel, initrd) = extract(&args.iso, &boot, &dest)?;
-    println!("wrote {}", kernel.display());
-    println!("wrote {}", initrd.display());
-    Ok(std::process::ExitCode::SUCCESS)
 }
