@@ -23,7 +23,8 @@ const TICK: Duration = Duration::from_millis(20);
 
 /// A guest printing `count=N` lines; echoes input as `in=...`; powers off
 /// on the power button unless its cmdline says `deaf`; triple-faults after
-/// five lines when its cmdline says `crash`.
+/// five lines when its cmdline says `crash`; answers status with an error
+/// (as a VM does that ended while being asked) when it says `ending`.
 struct FakeVm {
     state: Arc<Mutex<VmState>>,
     stop_tx: Sender<ExitReason>,
@@ -31,6 +32,7 @@ struct FakeVm {
     input_tx: Sender<Vec<u8>>,
     thread: Option<std::thread::JoinHandle<()>>,
     deaf: bool,
+    ending: bool,
 }
 
 fn fake_launch(
@@ -73,6 +75,7 @@ fn fake_launch(
         input_tx,
         thread: Some(thread),
         deaf: config.cmdline.contains("deaf"),
+        ending: config.cmdline.contains("ending"),
     }))
 }
 
@@ -80,6 +83,7 @@ impl Machine for FakeVm {
     fn request(&self, command: Command) -> Result<Response, String> {
         let mut state = self.state.lock().unwrap();
         match (command, *state) {
+            (Command::Status, _) if self.ending => Err("the VM has stopped".into()),
             (Command::Status, s) => Ok(Response::Status(VmStatus {
                 name: "fake".into(),
                 state: s,
@@ -457,4 +461,22 @@ fn long_folder_paths_use_the_fallback_sockets() {
     client::request(&paths.control, &Command::Stop, PATIENCE).unwrap();
     wait_for("the VM to stop", || !is_running(&dir));
     assert!(!paths.control.exists() && !paths.console.exists());
+}
+
+/// `status --json` prints only a success: an error reply (the VM ended
+/// while it was asked) is an error of the command, not a status.
+#[test]
+fn status_json_does_not_pass_an_error_reply_for_a_status() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let _vm = start_fake(dir, "ending").unwrap();
+    let paths = Paths::of(dir).unwrap();
+    let mut out = Vec::new();
+    let args = StatusArgs {
+        name: "fake".into(),
+        json: true,
+    };
+    let err = print_running_status(&paths, &args, &mut out).unwrap_err();
+    assert!(format!("{err:#}").contains("the VM has stopped"), "{err:#}");
+    assert!(out.is_empty(), "{}", String::from_utf8_lossy(&out));
 }

@@ -284,9 +284,13 @@ pub fn status(library: &Library, args: &StatusArgs) -> anyhow::Result<ExitCode> 
     if let Probe::Running(_) = runtime::probe(&paths) {
         match print_running_status(&paths, args, &mut out) {
             Ok(()) => return Ok(ExitCode::SUCCESS),
-            // It ended while we asked: report it as it is now.
-            Err(_) if matches!(runtime::probe(&paths), Probe::Stopped) => {}
-            Err(e) => return Err(e),
+            // It ended while we asked: once its process has let go of the
+            // lock, report it as it is now.
+            Err(e) => {
+                if !wait_stopped(&paths, ENDING_GRACE) {
+                    return Err(e);
+                }
+            }
         }
     }
     let last = runtime::read_last_exit(&paths);
@@ -323,6 +327,12 @@ fn print_running_status(
     if args.json {
         let line = client::request_raw(&paths.control, &Command::Status, REQUEST_TIMEOUT)
             .with_context(context)?;
+        // Print only a success: an error reply (the VM ended while we
+        // asked) must not pass for a status with exit code 0.
+        let reply: serde_json::Value = serde_json::from_str(&line).with_context(context)?;
+        if reply["ok"] != serde_json::Value::Bool(true) {
+            bail!("{}: {}", context(), reply["error"]["message"]);
+        }
         writeln!(out, "{line}")?;
         return Ok(());
     }
@@ -339,6 +349,10 @@ fn print_running_status(
     }
     Ok(())
 }
+
+/// How long `status` waits for a VM that ended while it asked to release
+/// its lock, before reporting the error it got.
+const ENDING_GRACE: Duration = Duration::from_secs(3);
 
 fn uptime(secs: u64) -> String {
     format!("{}h {:02}m {:02}s", secs / 3600, secs / 60 % 60, secs % 60)
