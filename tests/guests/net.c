@@ -1,5 +1,6 @@
 /* net: drive a virtio-net device (virtio 1.2 §5.1) through virtio-pci modern
- * (§4.1) by polling: ARP for an address and wait for the reply.
+ * (§4.1) by polling: ARP for an address and wait for the reply; then reset
+ * the device, initialize it again and do it a second time.
  *
  * Command line (PVH start info or boot_params):
  *   net.ip=A.B.C.D     the guest's IPv4 address (ARP sender)
@@ -7,11 +8,17 @@
  *
  * Prints:
  *   VIRTIO_NET=bb:dd.f
- *   NET_MAC=xx:xx:xx:xx:xx:xx     from the device configuration
+ *   NET_ROUND=1|2                 before each initialization (the second
+ *                                 begins with a device reset)
+ *   NET_MAC=xx:xx:xx:xx:xx:xx     from the device configuration (round 1)
  *   NET_TX=ok                     the ARP request went through the TX queue
  *   NET_RX_OTHER=len,0xethertype  per received frame that is not the reply
  *   NET_RX=len,0xethertype,0xfnv  the ARP reply (FNV-1a-32 of the frame)
  *   NET_RX_FRAME=hex              the ARP reply's bytes
+ *   (the RX and TX lines once per round)
+ *   NET_WAIT_FRAME                then waits for a frame of ethertype 0x88b5
+ *                                 (the test sends one) and reports it as
+ *   NET_RX=len,0x88b5,0xfnv
  *   NET_DONE
  * The request is sent again every second without a reply; after 20 s, or
  * on any device error, "FAIL: ..." and EXIT_FAIL.
@@ -75,6 +82,7 @@
 #define ETH_ZLEN                60 /* minimum frame without FCS */
 #define ETHERTYPE_ARP           0x0806
 #define ETHERTYPE_IPV4          0x0800
+#define ETHERTYPE_TEST          0x88b5 /* IEEE 802 local experimental 1 */
 #define ARP_HTYPE_ETHER         1
 #define ARP_OP_REQUEST          1
 #define ARP_OP_REPLY            2
@@ -91,6 +99,7 @@
 #define RESEND_STEPS            10000  /* 1 s */
 #define POLL_LIMIT_STEPS        200000 /* 20 s */
 #define CMDLINE_MAX             4096
+#define ROUNDS                  2
 
 struct hvm_start_info_head { /* xen/include/public/arch-x86/hvm/start_info.h */
     u32 magic, version, flags, nr_modules;
@@ -401,7 +410,8 @@ static int is_arp_reply(const u8 *f, u32 len)
            memcmp(f + ARP_TPA, my_ip, 4) == 0;
 }
 
-static void report_reply(const u8 *f, u32 len)
+/* NET_RX=len,0xethertype,0xfnv; with `dump`, NET_RX_FRAME=hex as well. */
+static void report_frame(const u8 *f, u32 len, int dump)
 {
     u32 i;
     print("NET_RX=");
@@ -410,15 +420,24 @@ static void report_reply(const u8 *f, u32 len)
     put_hex(get_be16(f + ETH_TYPE));
     print_char(',');
     put_hex(fnv1a32(f, len));
-    print("\nNET_RX_FRAME=");
+    print_char('\n');
+    if (!dump)
+        return;
+    print("NET_RX_FRAME=");
     for (i = 0; i < len; i++)
         put_hex2(f[i]);
     print_char('\n');
 }
 
-/* Poll RX until the ARP reply comes, re-posting every other frame's buffer
- * and re-sending the request every second. */
-static void receive_reply(void)
+static int is_injected(const u8 *f, u32 len)
+{
+    return len >= ETH_HLEN && get_be16(f + ETH_TYPE) == ETHERTYPE_TEST;
+}
+
+/* Poll RX until a frame `wanted` accepts comes (and report it), re-posting
+ * every other frame's buffer; with `resend`, send the ARP request again
+ * every second. */
+static void receive(int (*wanted)(const u8 *f, u32 len), int resend)
 {
     u32 steps;
     for (steps = 0; steps < POLL_LIMIT_STEPS; steps++) {
@@ -434,8 +453,10 @@ static void receive_reply(void)
                 dev_fail("RX header num_buffers is not 1");
             f = buf + NET_HDR_SIZE;
             len -= NET_HDR_SIZE;
-            if (is_arp_reply(f, len)) {
-                report_reply(f, len);
+            if (wanted(f, len)) {
+                report_frame(f, len, wanted == is_arp_reply);
+                post_rx((u16)id);
+                notify(&rxq, RX_QUEUE);
                 return;
             }
             print("NET_RX_OTHER=");
@@ -446,29 +467,19 @@ static void receive_reply(void)
             post_rx((u16)id);
             notify(&rxq, RX_QUEUE);
         }
-        if (steps && steps % RESEND_STEPS == 0) {
+        if (resend && steps && steps % RESEND_STEPS == 0) {
             print("NET_TX_AGAIN\n");
             send_arp_request();
             wait_tx();
         }
         delay_us(POLL_STEP_US);
     }
-    dev_fail("no ARP reply after 20 s");
+    dev_fail(resend ? "no ARP reply after 20 s" : "no injected frame after 20 s");
 }
 
-void guest_main(void)
+static void print_identity(void)
 {
-    const char *cmd = cmdline();
     u16 i;
-    if (!parse_ipv4(param(cmd, "net.ip"), my_ip) || !parse_ipv4(param(cmd, "net.peer"), peer_ip))
-        fail("command line needs net.ip=A.B.C.D net.peer=A.B.C.D");
-    pci_scan_bus0(visit);
-    if (!found)
-        fail("no virtio-net device (1af4:1041) on bus 0");
-    print("VIRTIO_NET=");
-    pci_print_addr(net_pci);
-    print_char('\n');
-    dev_init();
     print("NET_MAC=");
     for (i = 0; i < ETH_ALEN; i++) {
         if (i)
@@ -480,13 +491,40 @@ void guest_main(void)
     print("\nNET_PEER=");
     print_ipv4(peer_ip);
     print_char('\n');
+}
 
+/* Initialize the device (from reset) and exchange one ARP request and reply. */
+static void net_round(u16 n)
+{
+    u16 i;
+    put_kv_dec("NET_ROUND", n);
+    dev_init();
+    if (n == 1)
+        print_identity();
     for (i = 0; i < QUEUE_SIZE; i++)
         post_rx(i);
     notify(&rxq, RX_QUEUE);
     send_arp_request();
     wait_tx();
     print("NET_TX=ok\n");
-    receive_reply();
+    receive(is_arp_reply, 1);
+}
+
+void guest_main(void)
+{
+    const char *cmd = cmdline();
+    u16 n;
+    if (!parse_ipv4(param(cmd, "net.ip"), my_ip) || !parse_ipv4(param(cmd, "net.peer"), peer_ip))
+        fail("command line needs net.ip=A.B.C.D net.peer=A.B.C.D");
+    pci_scan_bus0(visit);
+    if (!found)
+        fail("no virtio-net device (1af4:1041) on bus 0");
+    print("VIRTIO_NET=");
+    pci_print_addr(net_pci);
+    print_char('\n');
+    for (n = 1; n <= ROUNDS; n++)
+        net_round(n);
+    print("NET_WAIT_FRAME\n");
+    receive(is_injected, 0);
     print("NET_DONE\n");
 }
