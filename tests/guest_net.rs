@@ -1,6 +1,7 @@
 //! A guest drives virtio-net through virtio-pci (modern) by polling: it ARPs
 //! over a real TAP for the host's address and receives the host kernel's
-//! reply, twice, resetting and re-initializing the device in between; then
+//! reply, twice, resetting and re-initializing the device in between (and
+//! the second time with header and frame in separate descriptors); then
 //! it receives a full-size frame the test sends on the TAP. Everything
 //! happens inside a network namespace this test creates (and always
 //! deletes), so no frame ever leaves it.
@@ -281,6 +282,8 @@ fn guest_arps_through_a_tap_and_gets_the_host_reply() {
     // Two rounds, the second after a device reset and a new initialization.
     let rounds: Vec<String> = (1..=ROUNDS).map(|n| n.to_string()).collect();
     assert_eq!(run.values("NET_ROUND"), rounds, "{s}");
+    // Round 1 uses one descriptor per buffer, round 2 two (header, frame).
+    assert_eq!(run.values("NET_DESCRIPTORS"), ["1", "2"], "{s}");
     assert_eq!(run.values("NET_TX"), ["ok"; ROUNDS], "{s}");
     let mut summaries = run.values("NET_RX");
     let frames = run.values("NET_RX_FRAME");

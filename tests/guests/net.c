@@ -11,6 +11,9 @@
  *   NET_ROUND=1|2                 before each initialization (the second
  *                                 begins with a device reset)
  *   NET_MAC=xx:xx:xx:xx:xx:xx     from the device configuration (round 1)
+ *   NET_DESCRIPTORS=1|2           descriptors per buffer: round 1 one,
+ *                                 round 2 two (header, frame); also for
+ *                                 the injected frame after round 2
  *   NET_TX=ok                     the ARP request went through the TX queue
  *   NET_RX_OTHER=len,0xethertype  per received frame that is not the reply
  *   NET_RX=len,0xethertype,0xfnv  the ARP reply (FNV-1a-32 of the frame)
@@ -64,6 +67,7 @@
 #define VIRTIO_NET_F_MAC        5  /* §5.1.3 */
 #define NET_CFG_MAC             0  /* §5.1.4 struct virtio_net_config */
 
+#define VIRTQ_DESC_F_NEXT       1
 #define VIRTQ_DESC_F_WRITE      2
 
 /* §5.1.2 queues, §5.1.6 struct virtio_net_hdr (v1: 12 bytes) */
@@ -71,7 +75,8 @@
 #define TX_QUEUE                1
 #define NET_HDR_SIZE            12
 #define NET_HDR_NUM_BUFFERS     10
-#define QUEUE_SIZE              8
+#define QUEUE_SIZE              16
+#define RX_BUFS                 8
 /* §5.1.6.3.1: without VIRTIO_NET_F_MRG_RXBUF or offloads, each receive
  * buffer holds a header and a 1514-byte frame. */
 #define RX_BUF_SIZE             2048
@@ -137,7 +142,7 @@ struct queue {
 
 static struct vq_mem rx_mem, tx_mem;
 static struct queue rxq, txq;
-static u8 rx_bufs[QUEUE_SIZE][RX_BUF_SIZE] __attribute__((aligned(4096)));
+static u8 rx_bufs[RX_BUFS][RX_BUF_SIZE] __attribute__((aligned(4096)));
 static u8 tx_buf[NET_HDR_SIZE + ETH_ZLEN] __attribute__((aligned(64)));
 
 static struct pci_addr net_pci;
@@ -145,6 +150,10 @@ static int found;
 static u64 common_cfg, notify_base, device_cfg;
 static u32 notify_mul;
 static u8 mac[ETH_ALEN], my_ip[4], peer_ip[4];
+/* Round 2 splits every buffer into two descriptors: the 12-byte header and
+ * the frame (as Linux's driver does for TX); the device must not assume
+ * any framing (virtio 1.2 §2.7.4). */
+static int split_buffers;
 
 static void dev_fail(const char *why)
 {
@@ -350,10 +359,35 @@ static int take_used(struct queue *q, u32 *id, u32 *len)
     return 1;
 }
 
+/* Post receive buffer i: descriptor i, or descriptors 2i and 2i+1 when split. */
 static void post_rx(u16 i)
 {
-    rxq.vq->desc[i] = (struct virtq_desc){ (u64)rx_bufs[i], RX_BUF_SIZE, VIRTQ_DESC_F_WRITE, 0 };
-    publish(&rxq, i);
+    struct virtq_desc *desc = rxq.vq->desc;
+    u64 buf = (u64)rx_bufs[i];
+    if (split_buffers) {
+        u16 head = (u16)(2 * i);
+        desc[head] = (struct virtq_desc){ buf, NET_HDR_SIZE, VIRTQ_DESC_F_WRITE | VIRTQ_DESC_F_NEXT,
+                                          (u16)(head + 1) };
+        desc[head + 1] = (struct virtq_desc){ buf + NET_HDR_SIZE, RX_BUF_SIZE - NET_HDR_SIZE,
+                                              VIRTQ_DESC_F_WRITE, 0 };
+        publish(&rxq, head);
+    } else {
+        desc[i] = (struct virtq_desc){ buf, RX_BUF_SIZE, VIRTQ_DESC_F_WRITE, 0 };
+        publish(&rxq, i);
+    }
+}
+
+/* The receive buffer a used element's head descriptor belongs to. */
+static u16 rx_buffer_of(u32 id)
+{
+    if (split_buffers) {
+        if (id % 2 || id / 2 >= RX_BUFS)
+            dev_fail("RX used ring returned a bad descriptor");
+        return (u16)(id / 2);
+    }
+    if (id >= RX_BUFS)
+        dev_fail("RX used ring returned a bad descriptor");
+    return (u16)id;
 }
 
 /* ---- Ethernet and ARP ------------------------------------------------------- */
@@ -385,7 +419,12 @@ static void send_arp_request(void)
     memcpy(f + ARP_SHA, mac, ETH_ALEN);
     memcpy(f + ARP_SPA, my_ip, 4);
     memcpy(f + ARP_TPA, peer_ip, 4);
-    txq.vq->desc[0] = (struct virtq_desc){ (u64)tx_buf, sizeof(tx_buf), 0, 0 };
+    if (split_buffers) {
+        txq.vq->desc[0] = (struct virtq_desc){ (u64)tx_buf, NET_HDR_SIZE, VIRTQ_DESC_F_NEXT, 1 };
+        txq.vq->desc[1] = (struct virtq_desc){ (u64)f, ETH_ZLEN, 0, 0 };
+    } else {
+        txq.vq->desc[0] = (struct virtq_desc){ (u64)tx_buf, sizeof(tx_buf), 0, 0 };
+    }
     publish(&txq, 0);
     notify(&txq, TX_QUEUE);
 }
@@ -444,18 +483,17 @@ static void receive(int (*wanted)(const u8 *f, u32 len), int resend)
         u32 id, len;
         while (take_used(&rxq, &id, &len)) {
             const u8 *buf, *f;
-            if (id >= QUEUE_SIZE)
-                dev_fail("RX used ring returned a bad descriptor");
+            u16 b = rx_buffer_of(id);
             if (len < NET_HDR_SIZE + ETH_HLEN || len > RX_BUF_SIZE)
                 dev_fail("RX used length out of range");
-            buf = rx_bufs[id];
+            buf = rx_bufs[b];
             if ((buf[NET_HDR_NUM_BUFFERS] | buf[NET_HDR_NUM_BUFFERS + 1] << 8) != 1)
                 dev_fail("RX header num_buffers is not 1");
             f = buf + NET_HDR_SIZE;
             len -= NET_HDR_SIZE;
             if (wanted(f, len)) {
                 report_frame(f, len, wanted == is_arp_reply);
-                post_rx((u16)id);
+                post_rx(b);
                 notify(&rxq, RX_QUEUE);
                 return;
             }
@@ -464,7 +502,7 @@ static void receive(int (*wanted)(const u8 *f, u32 len), int resend)
             print_char(',');
             put_hex(get_be16(f + ETH_TYPE));
             print_char('\n');
-            post_rx((u16)id);
+            post_rx(b);
             notify(&rxq, RX_QUEUE);
         }
         if (resend && steps && steps % RESEND_STEPS == 0) {
@@ -501,7 +539,9 @@ static void net_round(u16 n)
     dev_init();
     if (n == 1)
         print_identity();
-    for (i = 0; i < QUEUE_SIZE; i++)
+    split_buffers = n == 2;
+    put_kv_dec("NET_DESCRIPTORS", split_buffers ? 2 : 1);
+    for (i = 0; i < RX_BUFS; i++)
         post_rx(i);
     notify(&rxq, RX_QUEUE);
     send_arp_request();
