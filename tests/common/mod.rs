@@ -53,6 +53,7 @@ pub const GUESTS: &[&str] = &[
     "echo",
     "acpid",
     "cad",
+    "net",
 ];
 
 fn guests_src() -> PathBuf {
