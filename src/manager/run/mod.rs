@@ -17,6 +17,7 @@ mod server;
 mod session;
 mod sys;
 
+use std::io::IsTerminal;
 use std::io::Write;
 use std::path::Path;
 use std::process::ExitCode;
@@ -143,8 +144,15 @@ pub fn start(library: &Library, args: &StartArgs) -> anyhow::Result<ExitCode> {
     let reason = session::run(lock, config, session::Mode::Foreground, session::launch_vmm)?;
     let status = exit::exit_status(&reason);
     if !exit::is_clean(&reason) {
+        // On a terminal the guest's last line may lack its newline: start
+        // the reason on a line of its own.
+        let fresh_line = if std::io::stderr().is_terminal() {
+            "\n"
+        } else {
+            ""
+        };
         eprintln!(
-            "xhyve-manager: VM {}: {} (exit status {status})",
+            "{fresh_line}xhyve-manager: VM {}: {} (exit status {status})",
             args.name,
             exit::describe(&reason)
         );
