@@ -26,49 +26,11 @@
  * The request is sent again every second without a reply; after 20 s, or
  * on any device error, "FAIL: ..." and EXIT_FAIL.
  */
-#include "pci.h"
+#include "virtio_pci.h"
 
-#define VIRTIO_VENDOR           0x1af4
-#define VIRTIO_NET_DEVICE       0x1041 /* 0x1040 + device id 1 (§4.1.2.1) */
-
-/* §4.1.4 capabilities */
-#define PCI_CAP_VENDOR          0x09
-#define VIRTIO_PCI_CAP_COMMON   1
-#define VIRTIO_PCI_CAP_NOTIFY   2
-#define VIRTIO_PCI_CAP_DEVICE   4
-#define CAP_CFG_TYPE            3
-#define CAP_BAR                 4
-#define CAP_OFFSET              8
-#define CAP_NOTIFY_MULTIPLIER   16
-
-/* §4.1.4.3 struct virtio_pci_common_cfg */
-#define CC_DEVICE_FEATURE_SELECT 0x00
-#define CC_DEVICE_FEATURE       0x04
-#define CC_DRIVER_FEATURE_SELECT 0x08
-#define CC_DRIVER_FEATURE       0x0c
-#define CC_NUM_QUEUES           0x12
-#define CC_DEVICE_STATUS        0x14
-#define CC_QUEUE_SELECT         0x16
-#define CC_QUEUE_SIZE           0x18
-#define CC_QUEUE_ENABLE         0x1c
-#define CC_QUEUE_NOTIFY_OFF     0x1e
-#define CC_QUEUE_DESC           0x20
-#define CC_QUEUE_DRIVER         0x28
-#define CC_QUEUE_DEVICE         0x30
-
-/* §2.1 device status */
-#define STATUS_ACKNOWLEDGE      1
-#define STATUS_DRIVER           2
-#define STATUS_DRIVER_OK        4
-#define STATUS_FEATURES_OK      8
-#define STATUS_FAILED           0x80
-
-#define VIRTIO_F_VERSION_1      32
+#define VIRTIO_ID_NET           1
 #define VIRTIO_NET_F_MAC        5  /* §5.1.3 */
 #define NET_CFG_MAC             0  /* §5.1.4 struct virtio_net_config */
-
-#define VIRTQ_DESC_F_NEXT       1
-#define VIRTQ_DESC_F_WRITE      2
 
 /* §5.1.2 queues, §5.1.6 struct virtio_net_hdr (v1: 12 bytes) */
 #define RX_QUEUE                0
@@ -100,7 +62,6 @@
 #define ARP_THA                 (ETH_HLEN + 18)
 #define ARP_TPA                 (ETH_HLEN + 24)
 
-#define POLL_STEP_US            100
 #define RESEND_STEPS            10000  /* 1 s */
 #define POLL_LIMIT_STEPS        200000 /* 20 s */
 #define CMDLINE_MAX             4096
@@ -113,42 +74,13 @@ struct hvm_start_info_head { /* xen/include/public/arch-x86/hvm/start_info.h */
 #define BP_CMD_LINE_PTR         0x228 /* Documentation/arch/x86/zero-page.rst */
 #define BP_EXT_CMD_LINE_PTR     0x0c8
 
-struct virtq_desc {
-    u64 addr;
-    u32 len;
-    u16 flags;
-    u16 next;
-} PACKED;
-
-struct vq_mem {
-    struct virtq_desc desc[QUEUE_SIZE] __attribute__((aligned(4096)));
-    struct {
-        u16 flags, idx, ring[QUEUE_SIZE], used_event;
-    } avail __attribute__((aligned(4096)));
-    struct {
-        u16 flags, idx;
-        struct {
-            u32 id, len;
-        } ring[QUEUE_SIZE];
-        u16 avail_event;
-    } used __attribute__((aligned(4096)));
-};
-
-struct queue {
-    struct vq_mem *vq;
-    u64 notify;
-    u16 last_used;
-};
-
-static struct vq_mem rx_mem, tx_mem;
-static struct queue rxq, txq;
+static struct virtq_mem rx_mem, tx_mem;
+static struct virtq rxq, txq;
 static u8 rx_bufs[RX_BUFS][RX_BUF_SIZE] __attribute__((aligned(4096)));
 static u8 tx_buf[NET_HDR_SIZE + ETH_ZLEN] __attribute__((aligned(64)));
 
-static struct pci_addr net_pci;
+static struct virtio_pci net;
 static int found;
-static u64 common_cfg, notify_base, device_cfg;
-static u32 notify_mul;
 static u8 mac[ETH_ALEN], my_ip[4], peer_ip[4];
 /* Round 2 splits every buffer into two descriptors: the 12-byte header and
  * the frame (as Linux's driver does for TX); the device must not assume
@@ -157,15 +89,7 @@ static int split_buffers;
 
 static void dev_fail(const char *why)
 {
-    if (common_cfg)
-        mmio_write8(common_cfg + CC_DEVICE_STATUS, mmio_read8(common_cfg + CC_DEVICE_STATUS) | STATUS_FAILED);
-    fail(why);
-}
-
-static void write64(u64 addr, u64 v)
-{
-    mmio_write32(addr, (u32)v);
-    mmio_write32(addr + 4, (u32)(v >> 32));
+    virtio_fail(&net, why);
 }
 
 static void put_hex2(u32 v)
@@ -238,131 +162,33 @@ static void print_ipv4(const u8 *a)
 
 static int visit(struct pci_addr a, u16 vendor, u16 device)
 {
-    if (vendor != VIRTIO_VENDOR || device != VIRTIO_NET_DEVICE)
+    if (vendor != VIRTIO_VENDOR || device != VIRTIO_MODERN_BASE + VIRTIO_ID_NET)
         return 0;
-    net_pci = a;
+    net.pci = a;
     found = 1;
     return 1;
-}
-
-/* Locate the virtio capabilities (§4.1.4) in the device's BARs. */
-static void find_caps(void)
-{
-    u8 ptr;
-    if (!(pci_read16(net_pci, PCI_STATUS) & PCI_STATUS_CAP_LIST))
-        fail("virtio-net without a capability list");
-    for (ptr = pci_read8(net_pci, PCI_CAP_PTR) & 0xfc; ptr; ptr = pci_read8(net_pci, ptr + 1) & 0xfc) {
-        u8 type;
-        u64 base;
-        if (pci_read8(net_pci, ptr) != PCI_CAP_VENDOR)
-            continue;
-        type = pci_read8(net_pci, ptr + CAP_CFG_TYPE);
-        if (type != VIRTIO_PCI_CAP_COMMON && type != VIRTIO_PCI_CAP_NOTIFY && type != VIRTIO_PCI_CAP_DEVICE)
-            continue;
-        base = pci_bar(net_pci, pci_read8(net_pci, ptr + CAP_BAR));
-        if (!base || base >= 0x100000000ull)
-            fail("virtio capability not in a memory BAR below 4 GiB");
-        base += pci_read32(net_pci, ptr + CAP_OFFSET);
-        if (type == VIRTIO_PCI_CAP_COMMON && !common_cfg)
-            common_cfg = base;
-        else if (type == VIRTIO_PCI_CAP_NOTIFY && !notify_base) {
-            notify_base = base;
-            notify_mul = pci_read32(net_pci, ptr + CAP_NOTIFY_MULTIPLIER);
-        } else if (type == VIRTIO_PCI_CAP_DEVICE && !device_cfg)
-            device_cfg = base;
-    }
-    if (!common_cfg || !notify_base || !device_cfg)
-        fail("virtio-net lacks the common, notify or device capability");
-}
-
-static void setup_queue(u16 index, struct queue *q, struct vq_mem *mem)
-{
-    u16 max;
-    mmio_write16(common_cfg + CC_QUEUE_SELECT, index);
-    max = mmio_read16(common_cfg + CC_QUEUE_SIZE);
-    if (max < QUEUE_SIZE)
-        dev_fail("a queue is missing or too small");
-    mmio_write16(common_cfg + CC_QUEUE_SIZE, QUEUE_SIZE);
-    memset(mem, 0, sizeof(*mem));
-    q->vq = mem;
-    q->last_used = 0;
-    write64(common_cfg + CC_QUEUE_DESC, (u64)mem->desc);
-    write64(common_cfg + CC_QUEUE_DRIVER, (u64)&mem->avail);
-    write64(common_cfg + CC_QUEUE_DEVICE, (u64)&mem->used);
-    q->notify = notify_base + (u64)mmio_read16(common_cfg + CC_QUEUE_NOTIFY_OFF) * notify_mul;
-    mmio_write16(common_cfg + CC_QUEUE_ENABLE, 1);
 }
 
 /* §3.1.1 initialization: VERSION_1 and MAC, both queues, DRIVER_OK. */
 static void dev_init(void)
 {
-    u64 offered, features;
     int i;
-    pci_write16(net_pci, PCI_COMMAND, pci_read16(net_pci, PCI_COMMAND) | PCI_COMMAND_MEMORY | PCI_COMMAND_MASTER);
-    find_caps();
-    mmio_write8(common_cfg + CC_DEVICE_STATUS, 0);
-    for (i = 0; i < 100000 && mmio_read8(common_cfg + CC_DEVICE_STATUS); i++)
-        cpu_relax();
-    mmio_write8(common_cfg + CC_DEVICE_STATUS, STATUS_ACKNOWLEDGE);
-    mmio_write8(common_cfg + CC_DEVICE_STATUS, STATUS_ACKNOWLEDGE | STATUS_DRIVER);
-    mmio_write32(common_cfg + CC_DEVICE_FEATURE_SELECT, 0);
-    offered = mmio_read32(common_cfg + CC_DEVICE_FEATURE);
-    mmio_write32(common_cfg + CC_DEVICE_FEATURE_SELECT, 1);
-    offered |= (u64)mmio_read32(common_cfg + CC_DEVICE_FEATURE) << 32;
-    if (!(offered & (1ull << VIRTIO_F_VERSION_1)))
-        dev_fail("device does not offer VIRTIO_F_VERSION_1");
-    if (!(offered & (1ull << VIRTIO_NET_F_MAC)))
-        dev_fail("device does not offer VIRTIO_NET_F_MAC");
-    features = 1ull << VIRTIO_F_VERSION_1 | 1ull << VIRTIO_NET_F_MAC;
-    mmio_write32(common_cfg + CC_DRIVER_FEATURE_SELECT, 0);
-    mmio_write32(common_cfg + CC_DRIVER_FEATURE, (u32)features);
-    mmio_write32(common_cfg + CC_DRIVER_FEATURE_SELECT, 1);
-    mmio_write32(common_cfg + CC_DRIVER_FEATURE, (u32)(features >> 32));
-    mmio_write8(common_cfg + CC_DEVICE_STATUS, STATUS_ACKNOWLEDGE | STATUS_DRIVER | STATUS_FEATURES_OK);
-    if (!(mmio_read8(common_cfg + CC_DEVICE_STATUS) & STATUS_FEATURES_OK))
-        dev_fail("device refused VERSION_1 | MAC");
-    if (mmio_read16(common_cfg + CC_NUM_QUEUES) < 2)
+    virtio_begin(&net, 1ull << VIRTIO_NET_F_MAC, 0);
+    if (!net.device)
+        dev_fail("virtio-net lacks the device capability");
+    if (virtio_num_queues(&net) < 2)
         dev_fail("virtio-net with fewer than 2 queues");
-    setup_queue(RX_QUEUE, &rxq, &rx_mem);
-    setup_queue(TX_QUEUE, &txq, &tx_mem);
+    virtio_setup_queue(&net, &rxq, RX_QUEUE, &rx_mem, QUEUE_SIZE);
+    virtio_setup_queue(&net, &txq, TX_QUEUE, &tx_mem, QUEUE_SIZE);
     for (i = 0; i < ETH_ALEN; i++)
-        mac[i] = mmio_read8(device_cfg + NET_CFG_MAC + i);
-    mmio_write8(common_cfg + CC_DEVICE_STATUS,
-                STATUS_ACKNOWLEDGE | STATUS_DRIVER | STATUS_FEATURES_OK | STATUS_DRIVER_OK);
-}
-
-/* Make descriptor `head` available on `q` and notify the device. */
-static void publish(struct queue *q, u16 head)
-{
-    struct vq_mem *vq = q->vq;
-    vq->avail.ring[vq->avail.idx % QUEUE_SIZE] = head;
-    barrier();
-    vq->avail.idx++;
-    barrier();
-}
-
-static void notify(struct queue *q, u16 index)
-{
-    mmio_write16(q->notify, index);
-}
-
-/* The next used element of `q`, or 0 when there is none yet. */
-static int take_used(struct queue *q, u32 *id, u32 *len)
-{
-    volatile u16 *used_idx = &q->vq->used.idx;
-    if (*used_idx == q->last_used)
-        return 0;
-    barrier();
-    *id = q->vq->used.ring[q->last_used % QUEUE_SIZE].id;
-    *len = q->vq->used.ring[q->last_used % QUEUE_SIZE].len;
-    q->last_used++;
-    return 1;
+        mac[i] = mmio_read8(net.device + NET_CFG_MAC + i);
+    virtio_driver_ok(&net);
 }
 
 /* Post receive buffer i: descriptor i, or descriptors 2i and 2i+1 when split. */
 static void post_rx(u16 i)
 {
-    struct virtq_desc *desc = rxq.vq->desc;
+    struct virtq_desc *desc = rxq.mem->desc;
     u64 buf = (u64)rx_bufs[i];
     if (split_buffers) {
         u16 head = (u16)(2 * i);
@@ -370,10 +196,10 @@ static void post_rx(u16 i)
                                           (u16)(head + 1) };
         desc[head + 1] = (struct virtq_desc){ buf + NET_HDR_SIZE, RX_BUF_SIZE - NET_HDR_SIZE,
                                               VIRTQ_DESC_F_WRITE, 0 };
-        publish(&rxq, head);
+        virtq_publish(&rxq, head);
     } else {
         desc[i] = (struct virtq_desc){ buf, RX_BUF_SIZE, VIRTQ_DESC_F_WRITE, 0 };
-        publish(&rxq, i);
+        virtq_publish(&rxq, i);
     }
 }
 
@@ -420,26 +246,19 @@ static void send_arp_request(void)
     memcpy(f + ARP_SPA, my_ip, 4);
     memcpy(f + ARP_TPA, peer_ip, 4);
     if (split_buffers) {
-        txq.vq->desc[0] = (struct virtq_desc){ (u64)tx_buf, NET_HDR_SIZE, VIRTQ_DESC_F_NEXT, 1 };
-        txq.vq->desc[1] = (struct virtq_desc){ (u64)f, ETH_ZLEN, 0, 0 };
+        txq.mem->desc[0] = (struct virtq_desc){ (u64)tx_buf, NET_HDR_SIZE, VIRTQ_DESC_F_NEXT, 1 };
+        txq.mem->desc[1] = (struct virtq_desc){ (u64)f, ETH_ZLEN, 0, 0 };
     } else {
-        txq.vq->desc[0] = (struct virtq_desc){ (u64)tx_buf, sizeof(tx_buf), 0, 0 };
+        txq.mem->desc[0] = (struct virtq_desc){ (u64)tx_buf, sizeof(tx_buf), 0, 0 };
     }
-    publish(&txq, 0);
-    notify(&txq, TX_QUEUE);
+    virtq_publish(&txq, 0);
+    virtq_notify(&txq);
 }
 
 /* Wait (bounded) for the device to return the TX buffer. */
 static void wait_tx(void)
 {
-    u32 steps, id, len;
-    for (steps = 0; !take_used(&txq, &id, &len); steps++) {
-        if (steps == POLL_LIMIT_STEPS)
-            dev_fail("TX buffer not returned after 20 s");
-        delay_us(POLL_STEP_US);
-    }
-    if (id != 0)
-        dev_fail("TX used ring returned another descriptor");
+    virtq_wait_used(&net, &txq, 0, POLL_LIMIT_STEPS, "TX buffer not returned after 20 s");
 }
 
 static int is_arp_reply(const u8 *f, u32 len)
@@ -481,7 +300,7 @@ static void receive(int (*wanted)(const u8 *f, u32 len), int resend)
     u32 steps;
     for (steps = 0; steps < POLL_LIMIT_STEPS; steps++) {
         u32 id, len;
-        while (take_used(&rxq, &id, &len)) {
+        while (virtq_take_used(&rxq, &id, &len)) {
             const u8 *buf, *f;
             u16 b = rx_buffer_of(id);
             if (len < NET_HDR_SIZE + ETH_HLEN || len > RX_BUF_SIZE)
@@ -494,7 +313,7 @@ static void receive(int (*wanted)(const u8 *f, u32 len), int resend)
             if (wanted(f, len)) {
                 report_frame(f, len, wanted == is_arp_reply);
                 post_rx(b);
-                notify(&rxq, RX_QUEUE);
+                virtq_notify(&rxq);
                 return;
             }
             print("NET_RX_OTHER=");
@@ -503,14 +322,14 @@ static void receive(int (*wanted)(const u8 *f, u32 len), int resend)
             put_hex(get_be16(f + ETH_TYPE));
             print_char('\n');
             post_rx(b);
-            notify(&rxq, RX_QUEUE);
+            virtq_notify(&rxq);
         }
         if (resend && steps && steps % RESEND_STEPS == 0) {
             print("NET_TX_AGAIN\n");
             send_arp_request();
             wait_tx();
         }
-        delay_us(POLL_STEP_US);
+        delay_us(VIRTIO_POLL_STEP_US);
     }
     dev_fail(resend ? "no ARP reply after 20 s" : "no injected frame after 20 s");
 }
@@ -543,7 +362,7 @@ static void net_round(u16 n)
     put_kv_dec("NET_DESCRIPTORS", split_buffers ? 2 : 1);
     for (i = 0; i < RX_BUFS; i++)
         post_rx(i);
-    notify(&rxq, RX_QUEUE);
+    virtq_notify(&rxq);
     send_arp_request();
     wait_tx();
     print("NET_TX=ok\n");
@@ -560,7 +379,7 @@ void guest_main(void)
     if (!found)
         fail("no virtio-net device (1af4:1041) on bus 0");
     print("VIRTIO_NET=");
-    pci_print_addr(net_pci);
+    pci_print_addr(net.pci);
     print_char('\n');
     for (n = 1; n <= ROUNDS; n++)
         net_round(n);
