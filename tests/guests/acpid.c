@@ -12,6 +12,7 @@
  * Prints: PM1A_EVT=, SCI=, WAITING_FOR_POWER_BUTTON, POWER_BUTTON,
  * SCI_PENDING=0|1, PWRBTN_STS_AFTER_ACK=0|1, POWEROFF. */
 #include "rt.h"
+#include "apic.h"
 #include "s5.h"
 
 /* FADT field offsets (ACPI 6.5 table 5.9). */
@@ -26,31 +27,10 @@
 #define SLP_TYP_SHIFT       10
 #define SLP_EN              (1u << 13)
 
-/* IOAPIC (82093AA): index/data registers, redirection entries from 0x10. */
-#define IOAPIC_BASE         0xfec00000ull
-#define IOAPIC_IOREGSEL     0x00
-#define IOAPIC_IOWIN        0x10
-#define IOAPIC_REDTBL(pin)  (0x10 + 2 * (pin))
-/* Local APIC (SDM vol. 3 §11.4): spurious vector register, IRR. */
-#define LAPIC_BASE          0xfee00000ull
-#define LAPIC_SVR           0xf0
-#define LAPIC_SVR_ENABLE    (1u << 8)
-#define LAPIC_IRR           0x200
 
 #define SCI_VECTOR          0x40
-#define SPURIOUS_VECTOR     0xff
-
-static void ioapic_write(u32 reg, u32 value)
-{
-    mmio_write32(IOAPIC_BASE + IOAPIC_IOREGSEL, reg);
-    mmio_write32(IOAPIC_BASE + IOAPIC_IOWIN, value);
-}
-
-static int vector_pending(u8 vector)
-{
-    u32 irr = mmio_read32(LAPIC_BASE + LAPIC_IRR + 0x10 * (vector / 32));
-    return (irr >> (vector % 32)) & 1;
-}
+/* How long the SCI may take to arrive after PWRBTN_STS reads as set. */
+#define IRQ_WAIT_MS         1000
 
 void guest_main(void)
 {
@@ -68,9 +48,7 @@ void guest_main(void)
     put_kv_dec("SCI", sci);
 
     /* LAPIC on, SCI pin -> SCI_VECTOR on APIC 0, fixed, physical, edge, high. */
-    mmio_write32(LAPIC_BASE + LAPIC_SVR, LAPIC_SVR_ENABLE | SPURIOUS_VECTOR);
-    ioapic_write(IOAPIC_REDTBL(sci) + 1, 0);
-    ioapic_write(IOAPIC_REDTBL(sci), SCI_VECTOR);
+    route_gsi_to_vector(sci, SCI_VECTOR);
 
     outw(sts_port, PWRBTN); /* clear anything stale */
     outw(en_port, (u16)(inw(en_port) | PWRBTN));
@@ -78,7 +56,7 @@ void guest_main(void)
     while (!(inw(sts_port) & PWRBTN))
         delay_us(1000);
     print("POWER_BUTTON\n");
-    put_kv_dec("SCI_PENDING", (u64)vector_pending(SCI_VECTOR));
+    put_kv_dec("SCI_PENDING", (u64)wait_vector_pending(SCI_VECTOR, IRQ_WAIT_MS));
     outw(sts_port, PWRBTN);
     put_kv_dec("PWRBTN_STS_AFTER_ACK", (inw(sts_port) & PWRBTN) ? 1 : 0);
 

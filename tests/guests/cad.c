@@ -20,6 +20,7 @@
  * WAITING_FOR_CAD, CAD_SCANCODES=xx,xx,..., CTRL_ALT_DEL,
  * KBD_IRQ_PENDING=0|1, RESET. */
 #include "rt.h"
+#include "apic.h"
 
 /* i8042 ports and status bits (IBM PS/2 Technical Reference, 8042). */
 #define I8042_DATA          0x60
@@ -50,19 +51,11 @@
 #define SC2_LALT            0x11
 #define SC2_DELETE          0x71  /* after 0xE0 */
 
-/* IOAPIC (82093AA) and local APIC (SDM vol. 3 §11.4), as in acpid.c. */
-#define IOAPIC_BASE         0xfec00000ull
-#define IOAPIC_IOREGSEL     0x00
-#define IOAPIC_IOWIN        0x10
-#define IOAPIC_REDTBL(pin)  (0x10 + 2 * (pin))
-#define LAPIC_BASE          0xfee00000ull
-#define LAPIC_SVR           0xf0
-#define LAPIC_SVR_ENABLE    (1u << 8)
-#define LAPIC_IRR           0x200
 
 #define KBD_GSI             1
 #define KBD_VECTOR          0x41
-#define SPURIOUS_VECTOR     0xff
+/* How long IRQ 1 may take to arrive after the scancodes were read. */
+#define IRQ_WAIT_MS         1000
 
 /* Polling: one status read per POLL_US; a controller reply must come within
  * REPLY_POLLS polls, the rest of the key sequence within TAIL_POLLS. */
@@ -70,18 +63,6 @@
 #define REPLY_POLLS         1000
 #define TAIL_POLLS          2000
 #define MAX_CODES           32
-
-static void ioapic_write(u32 reg, u32 value)
-{
-    mmio_write32(IOAPIC_BASE + IOAPIC_IOREGSEL, reg);
-    mmio_write32(IOAPIC_BASE + IOAPIC_IOWIN, value);
-}
-
-static int vector_pending(u8 vector)
-{
-    u32 irr = mmio_read32(LAPIC_BASE + LAPIC_IRR + 0x10 * (vector / 32));
-    return (irr >> (vector % 32)) & 1;
-}
 
 static void wait_input_empty(void)
 {
@@ -199,9 +180,7 @@ void guest_main(void)
     put_kv_dec("SCANCODE_SET", (u64)keys.set);
 
     /* LAPIC on, GSI 1 -> KBD_VECTOR on APIC 0, fixed, physical, edge, high. */
-    mmio_write32(LAPIC_BASE + LAPIC_SVR, LAPIC_SVR_ENABLE | SPURIOUS_VECTOR);
-    ioapic_write(IOAPIC_REDTBL(KBD_GSI) + 1, 0);
-    ioapic_write(IOAPIC_REDTBL(KBD_GSI), KBD_VECTOR);
+    route_gsi_to_vector(KBD_GSI, KBD_VECTOR);
     put_kv_dec("KBD_IRQ_PENDING_BEFORE", (u64)vector_pending(KBD_VECTOR));
 
     print("WAITING_FOR_CAD\n");
@@ -230,7 +209,7 @@ void guest_main(void)
         print_hex2(codes[i]);
     }
     print("\nCTRL_ALT_DEL\n");
-    put_kv_dec("KBD_IRQ_PENDING", (u64)vector_pending(KBD_VECTOR));
+    put_kv_dec("KBD_IRQ_PENDING", (u64)wait_vector_pending(KBD_VECTOR, IRQ_WAIT_MS));
 
     print("RESET\n");
     command(I8042_CMD_RESET);
