@@ -19,11 +19,12 @@ command -v qemu-system-x86_64 >/dev/null || {
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends qemu-system-x86 >/dev/null
 }
 cargo build --release
-fixtures="${XHYVE_FIXTURE_DIR:-$PWD/target/fixtures}/debian"
+. scripts/lib/debian-guest.sh
+fixtures="$DEBIAN_FIXTURES"
+cmdline="$DEBIAN_CMDLINE"
 bin="$PWD/target/release/xhyve-manager"
-cmdline="console=ttyS0 earlyprintk=serial noxsave clearcpuid=cx16,popcnt,rdtscp,rdpid,smap,pcid,invpcid nofsgsbase mitigations=off panic=-1"
 
-if [ -d /sys/module/kvm_intel ] || [ -d /sys/module/kvm_amd ]; then
+if [ "$(kvm_kind)" = hw ]; then
     host="hardware virtualization"; marker="${BENCH_MARKER:-XHYVE-USERSPACE-OK}"; timeout=60
 else
     host="kvm-pvm (instruction emulation)"; marker="${BENCH_MARKER:-smpboot: Allowing}"; timeout=400

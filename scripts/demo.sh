@@ -13,20 +13,19 @@ cd "$(dirname "$0")/.."
 scripts/install-deps.sh
 bash scripts/fixtures/debian-kernel.sh
 cargo build --release
-fixtures="${XHYVE_FIXTURE_DIR:-$PWD/target/fixtures}/debian"
+. scripts/lib/debian-guest.sh
 home="$(mktemp -d -t xhyve-demo.XXXXXX)"
 trap 'rm -rf "$home"' EXIT
 bin=target/release/xhyve-manager
 
-if [ -d /sys/module/kvm_intel ] || [ -d /sys/module/kvm_amd ]; then
-    echo "demo: hardware virtualization found: the guest should reach userspace."
-elif [ -d /sys/module/kvm_pvm ] || grep -qs kvm_pvm /proc/modules; then
-    echo "demo: /dev/kvm is kvm-pvm (instruction emulator): the kernel gets as far as its early log."
-fi
+case "$(kvm_kind)" in
+    hw) echo "demo: hardware virtualization found: the guest should reach userspace." ;;
+    pvm) echo "demo: /dev/kvm is kvm-pvm (instruction emulator): the kernel gets as far as its early log." ;;
+esac
 
 "$bin" --home "$home" create demo --type linux --cpus 2 --memory 512M \
-    --kernel "$fixtures/vmlinuz" --initrd "$fixtures/initramfs.cpio" \
-    --cmdline "console=ttyS0 earlyprintk=serial noxsave clearcpuid=cx16,popcnt,rdtscp,rdpid,smap,pcid,invpcid nofsgsbase mitigations=off panic=-1"
+    --kernel "$DEBIAN_FIXTURES/vmlinuz" --initrd "$DEBIAN_FIXTURES/initramfs.cpio" \
+    --cmdline "$DEBIAN_CMDLINE"
 "$bin" --home "$home" info demo
 echo "demo: starting (Ctrl-] q quits)"
 set +e
