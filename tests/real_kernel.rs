@@ -193,7 +193,26 @@ impl Running {
         }
     }
 
-    /// Stop the VM (if still running) and wait for every thread/process.
+    /// Collect a VM that has already ended: join its threads or process.
+    /// (Its one exit message was taken by `poll_exit`; waiting for another
+    /// would only time out.)
+    fn reap(self) {
+        match self {
+            Running::InProcess { handle, .. } => {
+                handle.wait();
+            }
+            Running::Cli {
+                mut child, reader, ..
+            } => {
+                let _ = child.wait();
+                if let Some(reader) = reader {
+                    let _ = reader.join();
+                }
+            }
+        }
+    }
+
+    /// Stop a VM that is still running and wait for every thread/process.
     fn stop(self) -> Option<String> {
         match self {
             Running::InProcess { handle, exited } => {
@@ -366,7 +385,7 @@ fn boot_and_check(kernel: &Path, protocol: BootProtocol, via: Via) {
     if exit.is_none() {
         exit = running.stop();
     } else {
-        drop(running.stop());
+        running.reap();
     }
 
     let log = console.text();
